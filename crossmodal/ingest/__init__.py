@@ -1,0 +1,1 @@
+"""Ingest: decode and validate files before they reach the aligner."""

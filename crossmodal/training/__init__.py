@@ -1,0 +1,1 @@
+"""Training: data preparation, augmentation, losses and the training loop."""
