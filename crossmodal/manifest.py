@@ -11,9 +11,9 @@ paired data can be written compactly.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from crossmodal.errors import ManifestError
 

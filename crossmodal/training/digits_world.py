@@ -328,6 +328,53 @@ def _extract_mnist(images: np.ndarray, labels: np.ndarray, out_dir: Path, rel_di
     return rows
 
 
+FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
+
+
+def find_fonts(dirs: Iterable[Path] = FONT_DIRS) -> list[Path]:
+    """TrueType/OpenType files on this machine, sorted so the train/eval font split is stable."""
+    found: set[Path] = set()
+    for folder in dirs:
+        if folder.is_dir():
+            found.update(p for p in folder.rglob("*") if p.suffix.lower() in (".ttf", ".otf"))
+    return sorted(found)
+
+
+def split_fonts(fonts: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Every fourth font is kept for evaluation, so typeset accuracy is measured on unseen faces."""
+    return [f for i, f in enumerate(fonts) if i % 4 != 3], [f for i, f in enumerate(fonts) if i % 4 == 3]
+
+
+def render_typeset_digits(out_dir: Path, rel_dir: str, fonts: Sequence[Path | None], per_digit: int,
+                          seed: int) -> list[dict]:
+    """Draw each digit in the given fonts (None = Pillow's built-in font) at random sizes,
+    weights, angles and polarities; returns manifest rows for the PNGs written under out_dir."""
+    from PIL import ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    folder = out_dir / rel_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for digit in range(10):
+        for k in range(per_digit):
+            font_path = fonts[int(rng.integers(len(fonts)))]
+            size = int(rng.integers(28, 60))
+            font = ImageFont.load_default(size) if font_path is None else ImageFont.truetype(str(font_path), size)
+            dark_ink = bool(rng.random() < 0.5)
+            canvas = Image.new("L", (80, 80), 255 if dark_ink else 0)
+            draw = ImageDraw.Draw(canvas)
+            draw.text((40 + rng.integers(-10, 11), 40 + rng.integers(-10, 11)), str(digit), anchor="mm",
+                      font=font, fill=0 if dark_ink else 255, stroke_width=int(rng.integers(0, 3)),
+                      stroke_fill=0 if dark_ink else 255)
+            canvas = canvas.rotate(float(rng.uniform(-12, 12)), fillcolor=255 if dark_ink else 0)
+            name = f"{rel_dir}/typeset_{digit}_{k:04d}.png"
+            save_png_atomic(np.asarray(canvas), out_dir / name)
+            source = "pillow-default" if font_path is None else font_path.name
+            rows.append({"modality": "image", "path": name, "label": str(digit),
+                         "meta": {"source": "typeset", "font": source}})
+    return rows
+
+
 def _audio_rows(recs: Iterable[FsddRecording]) -> list[dict]:
     """Audio rows point at the original wavs by absolute path: the data folder may be read-only."""
     return [{"modality": "audio", "path": str(rec.path.resolve()), "label": rec.digit,
@@ -353,12 +400,16 @@ def write_digits_manifests(
     holdout_speakers: Sequence[str] = (),
     mnist_train_limit: int | None = None,
     mnist_test_limit: int | None = None,
+    typeset_per_digit: int = 0,
+    seed: int = 0,
 ) -> dict[str, Path]:
     """Extract MNIST to PNGs under `out_dir` and write train/eval/holdout manifests there.
 
     `data_dir` holds `mnist/` (the four IDX files) and `fsdd/recordings/`. Returns manifest
-    name ("train", "eval", "holdout_<speaker>") -> path. Held-out speakers are absent from
-    train.jsonl altogether and get their own manifest with all fifty takes of each digit.
+    name ("train", "eval", "holdout_<speaker>", "typeset_eval") -> path. Held-out speakers are
+    absent from train.jsonl altogether and get their own manifest with all fifty takes of each
+    digit. With ``typeset_per_digit`` > 0, digits drawn in three quarters of the machine's fonts
+    (and Pillow's own) join the training images, and the remaining fonts make `typeset_eval`.
     """
     data_dir = Path(data_dir)
     out_dir = Path(out_dir)
@@ -391,6 +442,13 @@ def write_digits_manifests(
         + _audio_rows(r for r in recs if r.index in FSDD_TEST_INDEXES)
         + heldout_text,
     }
+    if typeset_per_digit > 0:
+        train_fonts, eval_fonts = split_fonts(find_fonts())
+        manifests["train"] += render_typeset_digits(out_dir, "typeset/train", [None, *train_fonts],
+                                                    typeset_per_digit, seed)
+        if eval_fonts:
+            manifests["typeset_eval"] = render_typeset_digits(
+                out_dir, "typeset/eval", eval_fonts, max(10, typeset_per_digit // 5), seed + 1) + heldout_text
     for speaker in holdout:
         manifests[f"holdout_{speaker}"] = (
             _audio_rows(r for r in recs if r.speaker == speaker) + test_image_rows + heldout_text

@@ -294,7 +294,7 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{aligner.logit_scale.exp().item():.1f}")
         record: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)),
-                                  "logit_scale": float(aligner.logit_scale.exp()),
+                                  "logit_scale": float(aligner.logit_scale.detach().exp()),
                                   "seconds": round(time.time() - started, 1)}
         if val_data is not None and val_data.modalities:
             metrics = evaluate_dataset(aligner, val_data)

@@ -1,0 +1,298 @@
+"""The `crossmodal` command line. Only this layer prints or exits.
+
+Exit codes: 0 success; 1 error (message on stderr); 2 usage error; 3 finished, but some
+inputs were skipped (each reported on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from crossmodal import __version__
+from crossmodal.errors import CrossmodalError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
+LOG = logging.getLogger("crossmodal")
+
+
+def _emit_json(obj: Any) -> None:
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    json.dump(clean(obj), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _report_skipped(skipped: list[tuple[str, str]]) -> int:
+    for source, reason in skipped:
+        print(f"crossmodal: skipped {source}: {reason}", file=sys.stderr)
+    if skipped:
+        print(f"crossmodal: {len(skipped)} input(s) skipped", file=sys.stderr)
+        return EXIT_SKIPPED
+    return EXIT_OK
+
+
+def _parse_sizes(text: str) -> dict[str, int]:
+    sizes = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        if key not in ("text", "image", "audio") or not value.isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(f"expected modality=N pairs such as image=192,audio=96; got {part!r}")
+        sizes[key] = int(value)
+    return sizes
+
+
+def _parse_modalities(text: str) -> list[str]:
+    items = [t for t in text.split(",") if t]
+    bad = [t for t in items if t not in ("text", "image", "audio")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown modality {bad[0]!r}; use text, image, audio")
+    return items
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--config", default="starter-digits",
+                   help="aligner architecture: shipped config name or JSON path (default: starter-digits)")
+    g.add_argument("--init", metavar="CHECKPOINT",
+                   help="start from a trained aligner instead of a fresh config (fine-tuning)")
+    g.add_argument("--epochs", type=_positive_int, default=12)
+    g.add_argument("--steps-per-epoch", type=_positive_int, default=None,
+                   help="default: one pass over the largest modality")
+    g.add_argument("--batch-sizes", type=_parse_sizes, default=None, metavar="M=N,...",
+                   help="per-modality batch sizes, e.g. text=64,image=192,audio=96")
+    g.add_argument("--lr", type=float, default=2e-3)
+    g.add_argument("--weight-decay", type=float, default=0.05)
+    g.add_argument("--warmup-steps", type=int, default=100)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--freeze-backbones", type=_parse_modalities, default=[], metavar="M,...",
+                   help="modalities whose backbone is frozen; their features are computed once and cached")
+    g.add_argument("--intra-modal-weight", type=float, default=0.5)
+    g.add_argument("--no-augment", action="store_true", help="train without data augmentation")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    g.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
+
+
+def _train_cfg(args: argparse.Namespace):
+    from crossmodal.training.trainer import TrainCfg
+
+    cfg = TrainCfg(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, lr=args.lr,
+                   weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, seed=args.seed,
+                   freeze_backbones=args.freeze_backbones, intra_modal_weight=args.intra_modal_weight,
+                   augment=not args.no_augment, device=args.device, threads=args.threads,
+                   progress=not args.quiet)
+    if args.batch_sizes:
+        cfg.batch_sizes.update(args.batch_sizes)
+    return cfg
+
+
+def _initial_aligner(args: argparse.Namespace):
+    from crossmodal.aligner import create_aligner, load_aligner
+
+    return load_aligner(args.init) if args.init else create_aligner(args.config)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from crossmodal.evaluation.manifest_eval import holdout_split
+    from crossmodal.manifest import read_manifest
+    from crossmodal.training.data import IdTable, load_dataset
+    from crossmodal.training.trainer import train
+
+    cfg = _train_cfg(args)
+    items = read_manifest(args.manifest)
+    if args.val:
+        train_items, val_items = items, read_manifest(args.val)
+    else:
+        train_items, val_items = holdout_split(items, args.val_fraction, args.seed)
+    aligner = _initial_aligner(args)
+    labels = IdTable()
+    train_data = load_dataset(train_items, aligner, labels, progress=not args.quiet)
+    val_data = load_dataset(val_items, aligner, labels, progress=not args.quiet) if val_items else None
+    skipped = train_data.skipped + (val_data.skipped if val_data else [])
+    trained_on = {"manifest": str(Path(args.manifest).resolve()), "validation": str(args.val or
+                  f"{args.val_fraction:.0%} of the training manifest")}
+    result = train(aligner, train_data, val_data, cfg, args.out, trained_on)
+    summary = {"checkpoint": str(result.checkpoint_dir), "best_epoch": result.best_epoch,
+               "best_score": result.best_score, "validation": result.best_metrics,
+               "counts": train_data.counts(), "skipped": len(skipped)}
+    if args.json:
+        _emit_json(summary)
+    else:
+        print(f"best epoch {result.best_epoch} (validation mean cross-modal mAP {result.best_score:.4f})")
+        print(f"checkpoint written to {result.checkpoint_dir}")
+        _print_metrics(result.best_metrics)
+    return _report_skipped(skipped)
+
+
+def _print_metrics(metrics: dict[str, dict[str, Any]]) -> None:
+    print(f"{'direction':<16}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'mAP':>8}{'queries':>9}")
+    for direction, m in metrics.items():
+        print(f"{direction:<16}{m['recall@1']:>8.4f}{m['recall@5']:>8.4f}{m['recall@10']:>8.4f}"
+              f"{m['mAP']:>8.4f}{m['queries']:>9}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from crossmodal.manifest import read_manifest
+
+    if args.folds:
+        from crossmodal.aligner.registry import read_aligner_config
+        from crossmodal.evaluation.manifest_eval import cross_validate
+
+        summary = cross_validate(read_manifest(args.manifest), read_aligner_config(args.config), _train_cfg(args),
+                                 args.folds, args.out, progress=not args.quiet)
+        if args.json:
+            _emit_json(summary)
+        else:
+            print(f"{args.folds}-fold cross-validation (mean ± std)")
+            for direction, m in summary.items():
+                cells = "  ".join(f"{k} {v['mean']:.4f}±{v['std']:.4f}" for k, v in m.items())
+                print(f"{direction:<16}{cells}")
+        return EXIT_OK
+
+    from crossmodal.aligner import load_aligner
+    from crossmodal.evaluation.manifest_eval import evaluate_manifest
+    from crossmodal.training.trainer import resolve_device
+
+    aligner = load_aligner(args.model, resolve_device(args.device))
+    LOG.info("evaluating %s on %s", aligner.model_id, args.manifest)
+    report = evaluate_manifest(args.manifest, aligner, args.directions, progress=not args.quiet)
+    print(f"crossmodal: model {aligner.model_id}; items {report.counts}", file=sys.stderr)
+    if args.json:
+        _emit_json(report.metrics)
+    else:
+        _print_metrics(report.metrics)
+    return _report_skipped(report.skipped)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from crossmodal.aligner import list_aligners
+
+    listing: dict[str, Any] = list_aligners()
+    if args.open_clip:
+        from crossmodal.aligner.open_clip_source import list_open_clip_models
+
+        listing["open_clip"] = list_open_clip_models()
+    if args.json:
+        _emit_json(listing)
+    else:
+        for kind, names in listing.items():
+            print(f"{kind}:")
+            for name in names:
+                print(f"  {name}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from crossmodal.aligner import load_aligner
+    from crossmodal.demo.showcase import run_demo
+
+    aligner = load_aligner(args.model)
+    results = run_demo(aligner, k=args.k, text=args.text, image=args.image, audio=args.audio,
+                       progress=not args.quiet)
+    if args.json:
+        _emit_json({"model": aligner.model_id, "queries": [
+            {"modality": r.modality, "query": r.query,
+             "results": {t: [vars(h) for h in hits] for t, hits in r.hits.items()}} for r in results]})
+        return EXIT_OK
+    print(f"model {aligner.model_id} on the bundled demo corpus\n")
+    for r in results:
+        print(f"{r.modality} query {r.query}")
+        for target, hits in r.hits.items():
+            for rank, h in enumerate(hits, 1):
+                print(f"  -> {target:<5} #{rank}  {h.score:6.3f}  label {h.label or '-':<3} {h.source}")
+        print()
+    return EXIT_OK
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "demo": ("embed the bundled demo corpus and show cross-modal neighbours", cmd_demo),
+    "train": ("train an aligner on a JSONL manifest", cmd_train),
+    "eval": ("retrieval metrics of an aligner on a labelled JSONL manifest", cmd_eval),
+    "models": ("list shipped models and aligner configs", cmd_models),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crossmodal", description="Cross-modal semantic search.")
+    parser.add_argument("--version", action="version", version=f"crossmodal {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parsers = {name: sub.add_parser(name, help=help_, description=help_, parents=[common])
+               for name, (help_, _) in COMMANDS.items()}
+    for name, (_, func) in COMMANDS.items():
+        parsers[name].set_defaults(func=func)
+
+    p = parsers["demo"]
+    p.add_argument("--model", default="starter", help="shipped model name or checkpoint folder")
+    p.add_argument("-k", type=_positive_int, default=3, help="results per target modality")
+    p.add_argument("--text", help="text query (default: %(default)s)")
+    p.add_argument("--image", type=Path, help="image file to query with")
+    p.add_argument("--audio", type=Path, help="audio file to query with")
+
+    p = parsers["train"]
+    p.add_argument("--manifest", required=True, type=Path, help="JSONL items or pairs with labels/groups")
+    p.add_argument("--out", required=True, type=Path, help="folder for the best checkpoint and the log")
+    p.add_argument("--val", type=Path, help="validation manifest (default: hold out --val-fraction)")
+    p.add_argument("--val-fraction", type=float, default=0.05)
+    _add_training_options(p)
+
+    p = parsers["eval"]
+    p.add_argument("--manifest", required=True, type=Path, help="JSONL items with labels")
+    p.add_argument("--model", default="starter", help="shipped model name or checkpoint folder")
+    p.add_argument("--directions", type=lambda s: s.split(","), default=None,
+                   help="comma-separated directions such as audio->image (default: all nine)")
+    p.add_argument("--folds", type=_positive_int, default=None,
+                   help="K-fold cross-validated training + evaluation on the manifest instead")
+    p.add_argument("--out", type=Path, default=Path("build/folds"), help="checkpoints of --folds runs")
+    _add_training_options(p)
+
+    p = parsers["models"]
+    p.add_argument("--open-clip", action="store_true", help="also list open_clip architectures")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("numba", "PIL", "urllib3", "filelock", "root"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    try:
+        return args.func(args)
+    except CrossmodalError as exc:
+        print(f"crossmodal: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("crossmodal: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

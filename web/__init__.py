@@ -1,0 +1,1 @@
+"""Web UI assets (templates/ and static/), installed as the `crossmodal.web` package."""
