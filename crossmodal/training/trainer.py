@@ -313,6 +313,8 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
             save_aligner(aligner.to("cpu"), out_dir, trained_on=trained_on,
                          metrics={"validation": metrics, "epoch": epoch, "score": score})
             aligner.to(device)
-        (out_dir / "train_log.json").write_text(json.dumps(history, indent=1, default=float) + "\n")
+        log_tmp = out_dir / "train_log.json.tmp"
+        log_tmp.write_text(json.dumps(history, indent=1, default=float) + "\n")
+        log_tmp.replace(out_dir / "train_log.json")
     aligner.eval()
     return TrainResult(best[1], best[0], best[2], history, out_dir)
