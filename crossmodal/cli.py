@@ -119,9 +119,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from crossmodal.evaluation.manifest_eval import holdout_split
     from crossmodal.manifest import read_manifest
     from crossmodal.training.data import IdTable, load_dataset
-    from crossmodal.training.trainer import train
+    from crossmodal.training.trainer import seed_everything, train
 
     cfg = _train_cfg(args)
+    seed_everything(args.seed)
     items = read_manifest(args.manifest)
     if args.val:
         train_items, val_items = items, read_manifest(args.val)

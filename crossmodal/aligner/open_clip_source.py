@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,7 @@ def load_open_clip(model: str, pretrained: str | None, expected_sha256: str | No
     try:
         created, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained or None, weights_only=True)
-    except RuntimeError as exc:
+    except (RuntimeError, pickle.UnpicklingError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"cannot load open_clip {name!r} from {pretrained!r}: {exc}") from None
     created.eval()
     tokenizer = open_clip.get_tokenizer(name)

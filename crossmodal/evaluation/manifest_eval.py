@@ -15,7 +15,7 @@ from crossmodal.aligner.model import Aligner
 from crossmodal.evaluation.metrics import ALL_DIRECTIONS
 from crossmodal.manifest import ManifestItem, read_manifest
 from crossmodal.training.data import IdTable, load_dataset
-from crossmodal.training.trainer import TrainCfg, evaluate_dataset, train
+from crossmodal.training.trainer import TrainCfg, evaluate_dataset, seed_everything, train
 
 LOG = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def cross_validate(items: Sequence[ManifestItem], aligner_cfg: AlignerCfg, train
         test_items = [it for it, f in zip(items, assignment) if f == fold]
         rest = [it for it, f in zip(items, assignment) if f != fold]
         fit_items, val_items = holdout_split(rest, val_fraction, train_cfg.seed + fold)
+        seed_everything(train_cfg.seed + fold)
         aligner = Aligner(aligner_cfg)
         labels = IdTable()
         fit = load_dataset(fit_items, aligner, labels, progress=progress)

@@ -19,7 +19,7 @@ from crossmodal.evaluation.metrics import ALL_DIRECTIONS
 from crossmodal.manifest import read_manifest
 from crossmodal.training.data import IdTable, load_dataset
 from crossmodal.training.digits_world import write_digits_manifests
-from crossmodal.training.trainer import TrainCfg, train
+from crossmodal.training.trainer import TrainCfg, seed_everything, train
 
 LOG = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cf
                                        typeset_per_digit=typeset_per_digit, seed=train_cfg.seed)
     items = read_manifest(manifests["train"])
     fit_items, val_items = holdout_split(items, val_fraction, train_cfg.seed)
+    seed_everything(train_cfg.seed)
     aligner = create_aligner(config)
     labels = IdTable()
     fit = load_dataset(fit_items, aligner, labels, progress=progress)
