@@ -63,6 +63,18 @@ def _parse_modalities(text: str) -> list[str]:
     return items
 
 
+def _parse_directions(text: str) -> list[str]:
+    from crossmodal.evaluation.metrics import ALL_DIRECTIONS
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in ALL_DIRECTIONS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown direction {bad[0] if bad else text!r}; use query->gallery names such as "
+            f"{', '.join(ALL_DIRECTIONS[:3])} (quote them in a shell: '->' is a redirect)")
+    return names
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -266,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = parsers["eval"]
     p.add_argument("--manifest", required=True, type=Path, help="JSONL items with labels")
     p.add_argument("--model", default="starter", help="shipped model name or checkpoint folder")
-    p.add_argument("--directions", type=lambda s: s.split(","), default=None,
+    p.add_argument("--directions", type=_parse_directions, default=None,
                    help="comma-separated directions such as audio->image (default: all nine)")
     p.add_argument("--folds", type=_positive_int, default=None,
                    help="K-fold cross-validated training + evaluation on the manifest instead")

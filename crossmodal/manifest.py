@@ -78,7 +78,7 @@ def parse_manifest_line(raw: str, path: Path, line: int) -> list[ManifestItem]:
     base = path.parent
     label = _as_str(obj.get("label"), "label", path, line)
     group = _as_str(obj.get("group"), "group", path, line)
-    meta = obj.get("meta") or {}
+    meta = obj.get("meta", {})
     if not isinstance(meta, dict):
         raise ManifestError(path, line, "field 'meta' must be an object")
 
@@ -102,7 +102,7 @@ def parse_manifest_line(raw: str, path: Path, line: int) -> list[ManifestItem]:
     if unknown:
         raise ManifestError(path, line, f"unknown field(s) {sorted(unknown)}")
     if group is None and len(present) > 1:
-        group = f"{path.name}:{line}"
+        group = f"{path.resolve()}:{line}"
     items = []
     for modality in present:
         value = _as_str(obj[modality], modality, path, line)
@@ -116,16 +116,17 @@ def iter_manifest(path: str | Path) -> Iterator[ManifestItem]:
     """Yield the items of a JSONL manifest, raising ManifestError on the first bad line."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as exc:
         raise ManifestError(path, 0, f"cannot open manifest ({exc.strerror or exc})") from None
     with handle:
-        try:
-            for number, raw in enumerate(handle, start=1):
-                if raw.strip():
-                    yield from parse_manifest_line(raw, path, number)
-        except UnicodeDecodeError:
-            raise ManifestError(path, number, "manifest is not UTF-8 text") from None
+        for number, raw_bytes in enumerate(handle, start=1):
+            try:
+                raw = raw_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise ManifestError(path, number, "line is not UTF-8 text") from None
+            if raw.strip():
+                yield from parse_manifest_line(raw, path, number)
 
 
 def read_manifest(path: str | Path) -> list[ManifestItem]:
@@ -142,9 +143,12 @@ def write_manifest(path: str | Path, rows: Iterable[dict]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    tmp.replace(path)
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return count

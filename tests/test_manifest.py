@@ -234,7 +234,7 @@ def test_non_utf8_manifest_raises_with_the_bad_line(tmp_path):
         read_manifest(path)
     assert exc.value.path == str(path)
     assert exc.value.line == 3
-    assert str(exc.value) == f"{path}:3: manifest is not UTF-8 text"
+    assert str(exc.value) == f"{path}:3: line is not UTF-8 text"
 
 
 def test_non_utf8_manifest_far_into_the_file_names_the_right_line(tmp_path):

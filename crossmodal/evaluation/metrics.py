@@ -67,7 +67,7 @@ def all_directions(embeddings: dict[str, np.ndarray], labels: dict[str, np.ndarr
                    directions: list[str] | None = None) -> dict[str, dict[str, float | int]]:
     """Metrics for every direction whose two modalities both have items."""
     result = {}
-    for name in directions or ALL_DIRECTIONS:
+    for name in ALL_DIRECTIONS if directions is None else directions:
         query, gallery = name.split("->")
         if query not in embeddings or gallery not in embeddings:
             continue

@@ -83,7 +83,7 @@ def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> Wav
         raise DecodeError(path, "audio header has no sample rate or channels")
     if info.frames and info.frames / info.samplerate > limits.max_audio_seconds:
         raise DecodeError(path, f"audio lasts {info.frames / info.samplerate:.0f} s, over the "
-                                f"{limits.max_audio_seconds:.0f}-second limit")
+                                f"{limits.max_audio_seconds:g}-second limit")
     try:
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True,
                                 frames=int(limits.max_audio_seconds * info.samplerate) + 1)
@@ -92,7 +92,7 @@ def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> Wav
     if samples.shape[0] == 0:
         raise DecodeError(path, "audio holds no samples")
     if samples.shape[0] > limits.max_audio_seconds * rate:
-        raise DecodeError(path, f"audio is longer than the {limits.max_audio_seconds:.0f}-second limit")
+        raise DecodeError(path, f"audio is longer than the {limits.max_audio_seconds:g}-second limit")
     if not np.isfinite(samples).all():
         raise DecodeError(path, "audio contains NaN or infinite samples")
     return Waveform(samples[:, 0] if samples.shape[1] == 1 else samples, int(rate))

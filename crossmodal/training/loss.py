@@ -43,5 +43,5 @@ def _from_log_prob(log_prob: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     count = pos.sum(dim=1)
     valid = count > 0
     if not valid.any():
-        return log_prob.new_zeros(())
+        return log_prob.masked_fill(~torch.isfinite(log_prob), 0.0).sum() * 0.0
     return (-(log_prob * pos).sum(dim=1)[valid] / count[valid]).mean()
