@@ -26,11 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="folder holding mnist/ and fsdd/recordings/")
     parser.add_argument("--out", type=Path, default=PRETRAINED_DIR / "starter", help="checkpoint folder")
     parser.add_argument("--work", type=Path, default=Path("build/digits"), help="PNGs and manifests")
+    parser.add_argument("--config", default="starter-digits", help="aligner config name or JSON path")
     parser.add_argument("--holdout-speakers", default="", help="comma-separated FSDD speakers to leave out")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--steps-per-epoch", type=int, default=250)
     parser.add_argument("--typeset-per-digit", type=int, default=300)
     parser.add_argument("--mnist-train-limit", type=int, default=None)
+    parser.add_argument("--batch-sizes", default=None, help='JSON object, e.g. {"image": 64}')
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -40,9 +42,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     cfg = TrainCfg(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
                    threads=args.threads, device=args.device, progress=not args.quiet)
+    if args.batch_sizes:
+        cfg.batch_sizes.update(json.loads(args.batch_sizes))
     speakers = [s for s in args.holdout_speakers.split(",") if s]
     try:
-        summary = train_digits_aligner(args.data, args.out, args.work, cfg, holdout_speakers=speakers,
+        summary = train_digits_aligner(args.data, args.out, args.work, cfg, config=args.config,
+                                       holdout_speakers=speakers,
                                        typeset_per_digit=args.typeset_per_digit,
                                        mnist_train_limit=args.mnist_train_limit, progress=not args.quiet)
     except CrossmodalError as exc:

@@ -99,6 +99,7 @@ def test_demo_shows_every_direction(capsys):
     assert all(hit["label"] == "7" for hits in text_query["results"].values() for hit in hits)
 
 
+@pytest.mark.slow
 def test_train_then_eval_the_new_checkpoint(capsys, small_corpus, tmp_path):
     code, out, err = _run(capsys, "train", "--manifest", str(small_corpus / "manifest.jsonl"),
                           "--out", str(tmp_path / "ck"), "--init", "starter", "--epochs", "1",
@@ -113,6 +114,7 @@ def test_train_then_eval_the_new_checkpoint(capsys, small_corpus, tmp_path):
     assert sorted(json.loads(out)) == ["audio->text", "image->text"]
 
 
+@pytest.mark.slow
 def test_cross_validated_folds_report_mean_and_spread(capsys, small_corpus, tmp_path):
     config = {
         "name": "fold-test", "embed_dim": 16,

@@ -431,3 +431,22 @@ def test_shipped_demo_corpus_is_consistent() -> None:
     attribution = (corpus / "ATTRIBUTION.md").read_text()
     for needle in ("Free Spoken Digit Dataset", "CC BY-SA 4.0", "LeCun", "CC BY-SA 3.0"):
         assert needle in attribution
+
+
+@pytest.mark.slow
+def test_starter_training_script_end_to_end(data_dir: Path, tmp_path: Path) -> None:
+    """The shipped model's recipe, on miniature data: trains, keeps the best epoch, and scores it
+    on the held-out split, unseen fonts and the held-out speaker."""
+    done = run_script("train_starter_model.py", "--data", str(data_dir), "--out", str(tmp_path / "model"),
+                      "--work", str(tmp_path / "work"), "--holdout-speakers", "alice", "--epochs", "1",
+                      "--steps-per-epoch", "2", "--typeset-per-digit", "2",
+                      "--batch-sizes", '{"image": 8, "audio": 4, "text": 8}', "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    metrics = summary["metrics"]
+    assert {"validation", "heldout", "unseen_speaker_alice"} <= set(metrics)
+    assert set(metrics["unseen_speaker_alice"]) == {"audio->image", "audio->text"}
+    assert metrics["unseen_speaker_alice"]["audio->text"]["queries"] == 8
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["metrics"]["heldout"] == metrics["heldout"]
+    assert saved["trained_on"]["holdout_speakers"] == ["alice"]

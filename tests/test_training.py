@@ -37,6 +37,7 @@ def _data(aligner, fit_items, test_items):
             load_dataset(test_items, aligner, labels, progress=False))
 
 
+@pytest.mark.slow
 def test_head_training_on_frozen_backbones_lifts_recall_far_above_chance(corpus_split, tmp_path):
     """Fresh heads on the starter model's trained backbones: seconds of training, cached features."""
     fit_items, test_items = corpus_split

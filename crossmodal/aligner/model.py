@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -74,6 +75,9 @@ class Aligner(nn.Module):
             towers[modality] = Tower(backbone, head)
         self.towers = nn.ModuleDict(towers)
         self.logit_scale = nn.Parameter(torch.tensor(float(cfg.logit_scale_init)))
+        self.model_id = f"{cfg.name}@untrained"
+        self.checkpoint_dir: Path | None = None
+        self.checkpoint_config: dict | None = None
         self.eval()
 
     @staticmethod
