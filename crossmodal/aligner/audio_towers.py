@@ -108,7 +108,9 @@ class LogMelFrontend(nn.Module):
     """Log-mel spectrogram normalised per utterance over its valid frames only.
 
     Per-utterance normalisation makes the features independent of recording gain, and the
-    dynamic-range floor makes digital silence and quiet noise look alike.
+    dynamic-range floor makes digital silence and quiet noise look alike. With
+    ``bin_mean_norm`` each band's mean is removed too, so a constant filter (microphone,
+    room, the speaker's vocal tract) no longer shifts the features.
     """
 
     def __init__(self, cfg: AudioCnnCfg) -> None:
@@ -116,6 +118,7 @@ class LogMelFrontend(nn.Module):
         import torchaudio
 
         self.hop = cfg.hop_length
+        self.bin_mean_norm = cfg.bin_mean_norm
         self.floor = cfg.dynamic_range_db / 10.0 * math.log(10.0)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
@@ -132,6 +135,9 @@ class LogMelFrontend(nn.Module):
         mean = (spec * mask).sum(dim=(1, 2), keepdim=True) / count
         var = (((spec - mean) * mask) ** 2).sum(dim=(1, 2), keepdim=True) / count
         spec = (spec - mean) / torch.sqrt(var + 1e-5) * mask
+        if self.bin_mean_norm:
+            band_mean = spec.sum(dim=2, keepdim=True) / mask.sum(dim=2, keepdim=True).clamp_min(1)
+            spec = (spec - band_mean) * mask
         return spec.unsqueeze(1), frames
 
 

@@ -3,7 +3,8 @@
 Waveform level (per clip, numpy): speed (tempo and pitch together), reverberation,
 microphone band limits, a lower original sample rate, leading/trailing silence, background
 noise of several colours, gain and clipping. Feature level (per batch, torch): mel-axis
-warping (vocal-tract length), and SpecAugment time/frequency masks.
+warping (vocal-tract length), a random smooth equaliser curve over the mel bands (the
+colouring of a microphone, a room or a voice), and SpecAugment time/frequency masks.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class AudioAugmentCfg:
     freq_warp: tuple[float, float] = (0.87, 1.15)
     time_mask_frames: int = 8
     freq_mask_bins: int = 6
+    eq_amplitude: float = 0.8
+    eq_terms: int = 4
 
 
 def _coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -103,6 +106,16 @@ class FeatureAugment:
     def _uniform(self, n: int, lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=self.generator)
 
+    def _eq_curves(self, batch: int, bins: int) -> torch.Tensor:
+        """Smooth random gains per mel band: a few cosines with amplitudes falling as 1/k."""
+        terms = self.cfg.eq_terms
+        if terms <= 0 or self.cfg.eq_amplitude <= 0:
+            return torch.zeros(batch, bins)
+        k = torch.arange(1, terms + 1, dtype=torch.float32)
+        amp = (torch.rand(batch, terms, generator=self.generator) * 2 - 1) * self.cfg.eq_amplitude / k
+        basis = torch.cos(torch.pi * k[:, None] * torch.arange(bins, dtype=torch.float32)[None, :] / max(bins - 1, 1))
+        return amp @ basis
+
     def __call__(self, spec: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         b, _, bins, t = spec.shape
         factors = self._uniform(b, *self.cfg.freq_warp).to(spec.device, spec.dtype)
@@ -111,6 +124,7 @@ class FeatureAugment:
         grid_x = torch.linspace(-1, 1, t, device=spec.device, dtype=spec.dtype)
         grid = torch.stack(torch.broadcast_tensors(grid_x[None, None, :], grid_y[:, :, None]), dim=-1)
         spec = F.grid_sample(spec, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        spec = spec + self._eq_curves(b, bins).to(spec.device, spec.dtype)[:, None, :, None]
         frame_idx = torch.arange(t, device=spec.device)[None, :]
         width = (torch.rand(b, generator=self.generator) * (self.cfg.time_mask_frames + 1)).long().to(spec.device)
         start = (torch.rand(b, generator=self.generator).to(spec.device) * (frames - width).clamp_min(0)).long()
