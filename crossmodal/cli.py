@@ -240,11 +240,91 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _collection_folder(args: argparse.Namespace) -> Path:
+    from crossmodal.index.collection import collection_folder
+
+    return collection_folder(args.index, args.index_root)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from crossmodal.index.build import index_paths
+    from crossmodal.settings import load_settings
+
+    settings = load_settings(args.settings)
+    if args.kind:
+        from dataclasses import replace
+
+        settings = replace(settings, index=replace(settings.index, kind=args.kind))
+    folder = _collection_folder(args)
+    report = index_paths(folder, args.paths, settings, model_ref=args.model, prune=args.prune,
+                         rebuild=args.rebuild, progress=not args.quiet)
+    if args.json:
+        _emit_json(report.as_dict())
+    else:
+        print(f"collection {report.collection} at {folder}: {report.added} added, {report.updated} updated, "
+              f"{report.duplicates} duplicate(s) linked, {report.unchanged} unchanged, {report.removed} removed, "
+              f"{len(report.skipped)} skipped")
+        for name, entry in report.indexes.items():
+            recall = entry.get("recall@10")
+            extra = f", recall@10 vs exact {recall:.3f}" if recall is not None else ""
+            print(f"  {name:<6} {entry['kind']:<9} {entry['ntotal']:>8} vectors{extra}")
+    return _report_skipped([(s.source, s.reason) for s in report.skipped])
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from crossmodal.aligner import load_aligner
+    from crossmodal.index.collection import Collection
+    from crossmodal.search import embed_query, parse_targets, search_vector
+
+    targets = parse_targets(args.target)
+    with Collection.open(_collection_folder(args)) as coll:
+        aligner = load_aligner(args.model or coll.model.ref)
+        if args.model:
+            from crossmodal.index.build import model_info
+
+            coll.check_model(model_info(aligner, args.model))
+        if coll.stale:
+            LOG.warning("collection %s has changes its index files do not hold yet (an interrupted run?); "
+                        "run `crossmodal index` again to publish them", coll.name)
+        vector = embed_query(aligner, text=args.text, image=args.image, audio=args.audio)
+        results = search_vector(coll, vector, targets, args.k)
+    if args.json:
+        _emit_json({"results": [r.as_dict() for r in results]})
+        return EXIT_OK
+    if not results:
+        print("no results (the collection is empty?)")
+    for rank, r in enumerate(results, 1):
+        span = f" [{r.start:.2f}-{r.end:.2f} s]" if r.start is not None else ""
+        label = f" label {r.label}" if r.label is not None else ""
+        print(f"{rank:>3}. {r.score:6.3f}  #{r.id:<6} {r.modality:<5} via {r.matched:<5}{label} {r.uri}{span}")
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from crossmodal.index.build import remove_items
+    from crossmodal.settings import load_settings
+
+    if not args.ids and not args.uri:
+        print("crossmodal: error: give item ids or --uri", file=sys.stderr)
+        return EXIT_USAGE
+    removed, missing = remove_items(_collection_folder(args), args.ids, args.uri or [], load_settings(args.settings))
+    if args.json:
+        _emit_json({"removed": removed, "not_found": missing})
+    else:
+        print(f"removed {removed}")
+    for m in missing:
+        print(f"crossmodal: not in the collection: {m}", file=sys.stderr)
+    return EXIT_OK if not missing else EXIT_ERROR
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "demo": ("embed the bundled demo corpus and show cross-modal neighbours", cmd_demo),
     "train": ("train an aligner on a JSONL manifest", cmd_train),
     "eval": ("retrieval metrics of an aligner on a labelled JSONL manifest", cmd_eval),
     "models": ("list shipped models and aligner configs", cmd_models),
+    "index": ("index files, folders and JSONL manifests into a collection", cmd_index),
+    "search": ("search a collection by text, image or audio", cmd_search),
+    "remove": ("remove items from a collection", cmd_remove),
 }
 
 
@@ -284,6 +364,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K-fold cross-validated training + evaluation on the manifest instead")
     p.add_argument("--out", type=Path, default=Path("build/folds"), help="checkpoints of --folds runs")
     _add_training_options(p)
+
+    def collection_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--index", default="default", metavar="NAME",
+                       help="collection name under --index-root, or a folder path (default: %(default)s)")
+        p.add_argument("--index-root", type=Path, default=Path("indexes"), help="home of named collections")
+        p.add_argument("--settings", type=Path, default=None, help="settings TOML (default: ./crossmodal.toml)")
+
+    p = parsers["index"]
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders and .jsonl manifests")
+    collection_options(p)
+    p.add_argument("--model", default=None,
+                   help="shipped model name or checkpoint folder (default: the collection's own, or starter)")
+    p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf_flat", "ivf_pq"], default=None,
+                   help="index type (default: auto, by size and memory budget)")
+    p.add_argument("--prune", action="store_true", help="remove entries whose files are gone")
+    p.add_argument("--rebuild", action="store_true", help="drop the collection's contents and index from scratch")
+
+    p = parsers["search"]
+    collection_options(p)
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--text", help="text query")
+    q.add_argument("--image", type=Path, help="image file to query with")
+    q.add_argument("--audio", type=Path, help="audio file to query with")
+    p.add_argument("--target", default=None, help="image,audio,text (any subset; default all) or joint")
+    p.add_argument("-k", type=_positive_int, default=10, help="number of results (default: %(default)s)")
+    p.add_argument("--model", default=None, help="must match the collection's model (default: its own)")
+
+    p = parsers["remove"]
+    p.add_argument("ids", nargs="*", type=int, metavar="ID", help="catalog item ids")
+    p.add_argument("--uri", action="append", help="remove the item at this uri (repeatable)")
+    collection_options(p)
 
     p = parsers["models"]
     p.add_argument("--open-clip", action="store_true", help="also list open_clip architectures")

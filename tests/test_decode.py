@@ -3,13 +3,12 @@ kind of bad file turns into (always naming the file)."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from media_files import png_with_claimed_size
 from PIL import Image
 
 from crossmodal.errors import CrossmodalError, DecodeError
@@ -221,23 +220,12 @@ def test_image_over_pixel_limit_raises(tmp_path):
     assert decode_image(path, DecodeLimits(max_image_pixels=2000)).size == (50, 40)
 
 
-def _png_with_claimed_size(path: Path, width: int, height: int) -> None:
-    """A tiny valid PNG whose IHDR is patched to claim a huge size (with a correct CRC)."""
-    Image.new("L", (4, 4), 0).save(path)
-    data = bytearray(path.read_bytes())
-    assert data[12:16] == b"IHDR"
-    body = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
-    data[12:29] = body
-    data[29:33] = struct.pack(">I", zlib.crc32(body))
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("width,height", [(10_000, 10_000), (20_000, 20_000)])
 def test_decompression_bomb_guard_stays_on(tmp_path, width, height):
     # 100 M pixels trips Pillow's warning, 400 M its error; both must become DecodeError even when
     # the caller's own limit is generous.
     path = tmp_path / "bomb.png"
-    _png_with_claimed_size(path, width, height)
+    png_with_claimed_size(path, width, height)
     with pytest.raises(DecodeError) as exc:
         decode_image(path, DecodeLimits(max_image_pixels=10**10))
     _assert_names(exc, path)
@@ -246,7 +234,7 @@ def test_decompression_bomb_guard_stays_on(tmp_path, width, height):
 
 def test_claimed_size_over_own_limit_is_refused_before_decoding(tmp_path):
     path = tmp_path / "claims.png"
-    _png_with_claimed_size(path, 5000, 5000)
+    png_with_claimed_size(path, 5000, 5000)
     with pytest.raises(DecodeError) as exc:
         decode_image(path, DecodeLimits(max_image_pixels=1_000_000))
     _assert_names(exc, path)

@@ -1,0 +1,330 @@
+"""The catalog: one SQLite database (WAL) per collection, the single source of truth for ids.
+
+Tables:
+- ``items``: one row per distinct content (``content_hash`` is unique, so identical files are
+  stored and embedded once), with its primary modality, all modalities and metadata;
+- ``files``: every uri pointing at an item, with the size and mtime seen when it was indexed
+  (and a signature of every input that made it, sidecar caption included), so re-indexing can skip unchanged files;
+- ``segments``: audio windows (start/end seconds) and text chunks (character span and text);
+- ``vectors``: every embedding, float32 bytes. Vector ids are the FAISS ids, so the indexes
+  can always be rebuilt from here, and a crash between a catalog commit and an index write
+  loses nothing.
+
+Item and vector ids are never reused (AUTOINCREMENT), so feedback that names an old item
+never lands on a new one, and an index can be brought up to date by adding the ids above
+the largest it holds. ``generation`` increases with every change to the vectors; the index manifest records the
+generation its files were built from.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crossmodal.errors import CrossmodalError
+
+SCHEMA_VERSION = 1
+VECTOR_KINDS = ("text", "image", "audio", "fused")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    content_hash TEXT NOT NULL UNIQUE,
+    modality TEXT NOT NULL,
+    modalities TEXT NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}',
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    uri TEXT PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    size INTEGER,
+    mtime_ns INTEGER,
+    signature TEXT,
+    source TEXT,
+    indexed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_item ON files(item_id);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    modality TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    text TEXT
+);
+CREATE INDEX IF NOT EXISTS segments_item ON segments(item_id);
+CREATE TABLE IF NOT EXISTS vectors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    segment_id INTEGER REFERENCES segments(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vectors_item ON vectors(item_id);
+CREATE INDEX IF NOT EXISTS vectors_kind ON vectors(kind);
+"""
+
+
+class CatalogError(CrossmodalError):
+    """The catalog database is missing, corrupt, or from another version."""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the catalog knows of one uri: its item and the file state when it was indexed."""
+
+    uri: str
+    item_id: int
+    size: int | None
+    mtime_ns: int | None
+    signature: str | None
+    source: str | None
+
+
+@dataclass(frozen=True)
+class NewSegment:
+    """An audio window (seconds) or text chunk (characters) with its vector."""
+
+    modality: str
+    start: float
+    end: float
+    vector: np.ndarray
+    text: str | None = None
+
+
+@dataclass
+class NewItem:
+    """Everything needed to store one embedded item in one transaction."""
+
+    content_hash: str
+    modality: str
+    modalities: tuple[str, ...]
+    meta: dict = field(default_factory=dict)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    segments: list[NewSegment] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    """What a vector id stands for: its item, kind, and segment span if any."""
+
+    vector_id: int
+    item_id: int
+    kind: str
+    uri: str
+    modality: str
+    start: float | None
+    end: float | None
+    text: str | None
+    meta: dict
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+class Catalog:
+    """Items, files, segments and vectors of one collection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+            row = self.db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO info VALUES ('schema_version', ?), ('generation', '0')",
+                                (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise CatalogError(f"{self.path}: catalog schema {row[0]}, this crossmodal reads {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"{self.path}: not a usable catalog database ({exc})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # Generation: bumped inside every transaction that changes vectors.
+    @property
+    def generation(self) -> int:
+        return int(self.db.execute("SELECT value FROM info WHERE key='generation'").fetchone()[0])
+
+    def _bump(self) -> None:
+        self.db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+
+    # Files.
+    def file_state(self, uri: str) -> FileState | None:
+        row = self.db.execute("SELECT uri, item_id, size, mtime_ns, signature, source FROM files WHERE uri=?",
+                              (uri,)).fetchone()
+        return FileState(*row) if row else None
+
+    def file_states(self) -> dict[str, FileState]:
+        rows = self.db.execute("SELECT uri, item_id, size, mtime_ns, signature, source FROM files")
+        return {r[0]: FileState(*r) for r in rows}
+
+    def item_for_hash(self, content_hash: str) -> int | None:
+        row = self.db.execute("SELECT id FROM items WHERE content_hash=?", (content_hash,)).fetchone()
+        return int(row[0]) if row else None
+
+    def link_file(self, uri: str, item_id: int, size: int | None, mtime_ns: int | None,
+                  signature: str | None = None, source: str | None = None) -> None:
+        """Point ``uri`` at ``item_id`` (call inside a transaction); the item it pointed at before
+        is dropped when nothing else points at it."""
+        previous = self.file_state(uri)
+        self.db.execute(
+            "INSERT INTO files (uri, item_id, size, mtime_ns, signature, source, indexed_at) VALUES (?,?,?,?,?,?,?) "
+            "ON CONFLICT(uri) DO UPDATE SET item_id=excluded.item_id, size=excluded.size, "
+            "mtime_ns=excluded.mtime_ns, signature=excluded.signature, source=excluded.source, "
+            "indexed_at=excluded.indexed_at",
+            (uri, item_id, size, mtime_ns, signature, source, time.time()))
+        if previous is not None and previous.item_id != item_id:
+            self._drop_if_orphan(previous.item_id)
+
+    def unlink_file(self, uri: str) -> bool:
+        """Forget ``uri`` (inside a transaction); its item goes when no other uri points at it."""
+        state = self.file_state(uri)
+        if state is None:
+            return False
+        self.db.execute("DELETE FROM files WHERE uri=?", (uri,))
+        self._drop_if_orphan(state.item_id)
+        return True
+
+    def _drop_if_orphan(self, item_id: int) -> None:
+        if self.db.execute("SELECT 1 FROM files WHERE item_id=? LIMIT 1", (item_id,)).fetchone() is None:
+            self.db.execute("DELETE FROM items WHERE id=?", (item_id,))
+            self._bump()
+
+    # Items.
+    def add_item(self, item: NewItem) -> int:
+        """Store an item with its segments and vectors (inside a transaction); returns its id."""
+        cur = self.db.execute(
+            "INSERT INTO items (content_hash, modality, modalities, meta, added_at) VALUES (?,?,?,?,?)",
+            (item.content_hash, item.modality, ",".join(item.modalities), json.dumps(item.meta), time.time()))
+        item_id = int(cur.lastrowid)
+        for kind, vector in item.vectors.items():
+            if kind not in VECTOR_KINDS:
+                raise ValueError(f"unknown vector kind {kind!r}")
+            self.db.execute("INSERT INTO vectors (item_id, segment_id, kind, vector) VALUES (?,?,?,?)",
+                            (item_id, None, kind, _blob(vector)))
+        for position, seg in enumerate(item.segments):
+            seg_id = int(self.db.execute(
+                "INSERT INTO segments (item_id, modality, position, start, end, text) VALUES (?,?,?,?,?,?)",
+                (item_id, seg.modality, position, float(seg.start), float(seg.end), seg.text)).lastrowid)
+            self.db.execute("INSERT INTO vectors (item_id, segment_id, kind, vector) VALUES (?,?,?,?)",
+                            (item_id, seg_id, seg.modality, _blob(seg.vector)))
+        self._bump()
+        return item_id
+
+    def remove_item(self, item_id: int) -> list[str]:
+        """Remove an item and every uri pointing at it (inside a transaction); returns those uris."""
+        uris = [r[0] for r in self.db.execute("SELECT uri FROM files WHERE item_id=?", (item_id,))]
+        deleted = self.db.execute("DELETE FROM items WHERE id=?", (item_id,)).rowcount
+        if deleted:
+            self._bump()
+        return uris
+
+    def has_item(self, item_id: int) -> bool:
+        return self.db.execute("SELECT 1 FROM items WHERE id=?", (item_id,)).fetchone() is not None
+
+    def counts(self) -> dict[str, int]:
+        """Items per primary modality, files, segments and vectors per kind."""
+        out = {f"items_{m}": n for m, n in self.db.execute("SELECT modality, COUNT(*) FROM items GROUP BY modality")}
+        out["items"] = int(self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        out["files"] = int(self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+        out["segments"] = int(self.db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
+        for kind, n in self.db.execute("SELECT kind, COUNT(*) FROM vectors GROUP BY kind"):
+            out[f"vectors_{kind}"] = int(n)
+        return out
+
+    # Vectors.
+    def vectors(self, kinds: Sequence[str] | None = None, dim: int | None = None,
+                where: tuple[str, tuple] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64, matrix float32) of every vector of the given kinds, in id order."""
+        clauses, args = [], []
+        if kinds is not None:
+            clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args += list(kinds)
+        if where is not None:
+            clauses.append(where[0])
+            args += list(where[1])
+        sql = "SELECT id, vector FROM vectors" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        rows = self.db.execute(sql + " ORDER BY id", args).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return ids, np.zeros((0, dim or 0), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return ids, matrix.copy()
+
+    def vectors_above(self, vector_id: int, kinds: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors added after ``vector_id`` (ids only grow), for appending to an index."""
+        return self.vectors(kinds, where=("id > ?", (int(vector_id),)))
+
+    def vector_count(self, kinds: Sequence[str] | None = None) -> int:
+        sql, args = "SELECT COUNT(*) FROM vectors", ()
+        if kinds is not None:
+            sql += f" WHERE kind IN ({','.join('?' * len(kinds))})"
+            args = tuple(kinds)
+        return int(self.db.execute(sql, args).fetchone()[0])
+
+    def max_vector_id(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()[0])
+
+    def describe(self, vector_ids: Sequence[int]) -> dict[int, VectorHit]:
+        """What each vector id stands for; ids no longer in the catalog are absent."""
+        ids = [int(v) for v in vector_ids]
+        if not ids:
+            return {}
+        out: dict[int, VectorHit] = {}
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            rows = self.db.execute(
+                "SELECT v.id, v.item_id, v.kind, i.modality, i.meta, s.start, s.end, s.text, "
+                "(SELECT MIN(uri) FROM files f WHERE f.item_id = v.item_id) "
+                "FROM vectors v JOIN items i ON i.id = v.item_id LEFT JOIN segments s ON s.id = v.segment_id "
+                f"WHERE v.id IN ({','.join('?' * len(part))})", part)
+            for vid, item_id, kind, modality, meta, start, end, text, uri in rows:
+                out[int(vid)] = VectorHit(int(vid), int(item_id), kind, uri or "", modality,
+                                          start, end, text, json.loads(meta))
+        return out
+
+    def item(self, item_id: int) -> dict | None:
+        """An item as a plain dict: id, modality, modalities, uris, meta, segments."""
+        row = self.db.execute("SELECT id, content_hash, modality, modalities, meta, added_at FROM items WHERE id=?",
+                              (item_id,)).fetchone()
+        if row is None:
+            return None
+        uris = [r[0] for r in self.db.execute("SELECT uri FROM files WHERE item_id=? ORDER BY uri", (item_id,))]
+        segments = [{"modality": m, "start": s, "end": e, "text": t} for m, s, e, t in self.db.execute(
+            "SELECT modality, start, end, text FROM segments WHERE item_id=? ORDER BY modality, position", (item_id,))]
+        return {"id": row[0], "content_hash": row[1], "modality": row[2], "modalities": row[3].split(","),
+                "meta": json.loads(row[4]), "added_at": row[5], "uris": uris, "segments": segments}

@@ -1,0 +1,1 @@
+"""Vector indexes: FAISS build, search, removal and persistence keyed by catalog ids."""

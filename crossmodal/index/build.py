@@ -1,0 +1,194 @@
+"""`crossmodal index`: files on disk → catalog items and vectors → index files.
+
+The run is incremental and crash-safe. A candidate whose files have the signature stored in
+the catalog is skipped unread; one whose content hash is already stored is linked, not
+embedded again; everything else is decoded in background threads, embedded in batches and
+committed one batch per transaction. Index files are published last, so a killed run leaves
+the previous collection readable, and the next run picks up after the last committed batch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from crossmodal.aligner.model import Aligner
+from crossmodal.aligner.registry import load_aligner
+from crossmodal.catalog import Catalog, NewItem
+from crossmodal.index.collection import CATALOG, MANIFEST, Collection, CollectionError, ModelInfo
+from crossmodal.ingest.pipeline import Decoded, batched, decode_stream, embed_decoded
+from crossmodal.ingest.sources import Candidate, Skip, discover
+from crossmodal.settings import Settings
+
+
+@dataclass
+class IndexReport:
+    """What one `index` run did."""
+
+    collection: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    removed: int = 0
+    skipped: list[Skip] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    indexes: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"collection": self.collection, "added": self.added, "updated": self.updated,
+                "unchanged": self.unchanged, "duplicates": self.duplicates, "removed": self.removed,
+                "skipped": [{"source": s.source, "reason": s.reason} for s in self.skipped],
+                "counts": self.counts, "indexes": self.indexes}
+
+
+def model_info(aligner: Aligner, ref: str) -> ModelInfo:
+    """The model a collection records: a checkpoint folder is kept as an absolute path."""
+    sha = (aligner.checkpoint_config or {}).get("weights", {}).get("sha256")
+    if Path(ref).exists():
+        ref = str(Path(ref).resolve())
+    return ModelInfo(aligner.model_id, sha, ref, aligner.embed_dim)
+
+
+def open_for_writing(folder: Path, model_ref: str | None, rebuild: bool = False,
+                     aligner: Aligner | None = None) -> tuple[Collection, Aligner]:
+    """Open (or create) a collection and its model, refusing a model it was not built with."""
+    exists = (folder / MANIFEST).is_file()
+    if exists and rebuild:
+        _clear(folder)
+        exists = False
+    if exists:
+        coll = Collection.open(folder)
+        ref = model_ref or coll.model.ref
+        aligner = aligner or load_aligner(ref)
+        try:
+            coll.check_model(model_info(aligner, ref))
+        except CollectionError:
+            coll.close()
+            raise
+        return coll, aligner
+    ref = model_ref or "starter"
+    aligner = aligner or load_aligner(ref)
+    return Collection.create(folder, model_info(aligner, ref)), aligner
+
+
+def _clear(folder: Path) -> None:
+    for path in [folder / MANIFEST, *folder.glob("*.faiss"), *folder.glob(CATALOG + "*")]:
+        path.unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        shutil.rmtree(folder)
+
+
+def _store(catalog: Catalog, cand: Candidate, item: NewItem | None, content_hash: str,
+           report: IndexReport) -> None:
+    """Link the candidate's uri to its item, adding the item first when its content is new."""
+    state = catalog.file_state(cand.uri)
+    existed = state is not None
+    item_id = catalog.item_for_hash(content_hash)
+    if state is not None and state.item_id == item_id:
+        report.unchanged += 1
+    elif item_id is None:
+        assert item is not None
+        item_id = catalog.add_item(item)
+        if existed:
+            report.updated += 1
+        else:
+            report.added += 1
+    elif existed:
+        report.updated += 1
+    else:
+        report.duplicates += 1
+    size, mtime = cand.primary_stat()
+    catalog.link_file(cand.uri, item_id, size, mtime, cand.signature(), cand.source)
+
+
+def _prune(catalog: Catalog, seen: set[str], manifests: set[str]) -> int:
+    """Forget uris whose files are gone, and manifest lines a re-read manifest no longer has."""
+    removed = 0
+    for uri in catalog.file_states():
+        if uri in seen:
+            continue
+        path, _, line = uri.partition("#L")
+        gone = not Path(path).exists() or (line and path in manifests)
+        if gone and catalog.unlink_file(uri):
+            removed += 1
+    return removed
+
+
+def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, model_ref: str | None = None,
+                prune: bool = False, rebuild: bool = False, progress: bool = True,
+                aligner: Aligner | None = None,
+                on_batch: Callable[[int], None] | None = None) -> IndexReport:
+    """Index ``paths`` into the collection at ``folder`` and publish its index files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    coll, aligner = open_for_writing(folder, model_ref, rebuild, aligner)
+    report = IndexReport(collection=coll.name)
+    with coll, coll.writer_lock():
+        catalog = coll.catalog
+        cands, report.skipped = discover(paths)
+        todo: list[Candidate] = []
+        for cand in cands:
+            state = catalog.file_state(cand.uri)
+            try:
+                signature = cand.signature()
+            except OSError as exc:
+                report.skipped.append(Skip(cand.uri, f"cannot read ({exc.strerror or exc})"))
+                continue
+            if state is not None and state.signature == signature:
+                report.unchanged += 1
+            else:
+                todo.append(cand)
+        bar = tqdm(total=len(todo), unit="item", desc=f"indexing {coll.name}", disable=not progress)
+        for batch in batched(decode_stream(todo, settings.ingest), settings.ingest.batch_size):
+            decoded = [d for d in batch if isinstance(d, Decoded)]
+            report.skipped += [s for s in batch if isinstance(s, Skip)]
+            fresh = [d for d in decoded if catalog.item_for_hash(d.content_hash) is None]
+            embedded = dict(
+                (id(d), r) for d, r in embed_decoded(aligner, fresh, settings.index.fusion_weights)) if fresh else {}
+            with catalog.transaction():
+                for d in decoded:
+                    result = embedded.get(id(d))
+                    if isinstance(result, Skip):
+                        report.skipped.append(result)
+                        continue
+                    _store(catalog, d.cand, result, d.content_hash, report)
+            bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(len(batch))
+        bar.close()
+        if prune:
+            seen = {c.uri for c in cands}
+            manifests = {c.source for c in cands if c.source.endswith(".jsonl")}
+            with catalog.transaction():
+                report.removed = _prune(catalog, seen, manifests)
+        coll.sync_indexes(settings.index)
+        report.counts = coll.manifest["counts"]
+        report.indexes = coll.manifest["indexes"]
+    return report
+
+
+def remove_items(folder: Path, item_ids: Sequence[int], uris: Sequence[str], settings: Settings) -> tuple[int, list]:
+    """Remove items by id and uris explicitly; returns (removed count, ids or uris not found)."""
+    missing: list = []
+    removed = 0
+    with Collection.open(folder) as coll, coll.writer_lock():
+        with coll.catalog.transaction():
+            for item_id in item_ids:
+                if coll.catalog.has_item(item_id):
+                    coll.catalog.remove_item(item_id)
+                    removed += 1
+                else:
+                    missing.append(item_id)
+            for uri in uris:
+                key = uri if coll.catalog.file_state(uri) is not None else str(Path(uri).expanduser().resolve())
+                if coll.catalog.unlink_file(key):
+                    removed += 1
+                else:
+                    missing.append(uri)
+        coll.sync_indexes(settings.index)
+    return removed, missing

@@ -1,0 +1,206 @@
+"""Finding what to index: walk folders and files, read JSONL manifests, pair sidecar captions.
+
+Each thing found becomes a `Candidate`: one future catalog item, with the files or inline
+text that make it and a signature of their on-disk state (so an unchanged candidate can be
+skipped without reading it). Anything that cannot be indexed is reported as `Skip` and the
+walk goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crossmodal.errors import DecodeError, ManifestError
+from crossmodal.ingest.sniff import sniff_file
+from crossmodal.manifest import MODALITIES, parse_manifest_line
+
+MANIFEST_SUFFIXES = frozenset({".jsonl"})
+CAPTION_SUFFIX = ".txt"
+PRIMARY_ORDER = ("image", "audio", "text")
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An input that was not indexed, and why."""
+
+    source: str
+    reason: str
+
+
+@dataclass
+class Candidate:
+    """One item to be: media files by modality, text (a file or inline), metadata, provenance."""
+
+    uri: str
+    media: dict[str, Path] = field(default_factory=dict)
+    text_path: Path | None = None
+    text: str | None = None
+    meta: dict = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        present = set(self.media)
+        if self.text_path is not None or self.text is not None:
+            present.add("text")
+        return tuple(m for m in PRIMARY_ORDER if m in present)
+
+    @property
+    def modality(self) -> str:
+        """The primary modality: what the item *is* (an image with a caption is an image)."""
+        return self.modalities[0]
+
+    @property
+    def files(self) -> list[Path]:
+        return [*self.media.values(), *([self.text_path] if self.text_path is not None else [])]
+
+    def signature(self) -> str:
+        """Size and mtime of every file, and a hash of inline text and metadata: if it is equal
+        to the stored one, the item is unchanged and need not be read again."""
+        parts = []
+        for path in self.files:
+            st = path.stat()
+            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+        extra = json.dumps({"text": self.text, "meta": self.meta}, sort_keys=True, ensure_ascii=False)
+        parts.append(hashlib.sha256(extra.encode("utf-8")).hexdigest()[:16])
+        return "|".join(parts)
+
+    def primary_stat(self) -> tuple[int | None, int | None]:
+        path = self.media.get(self.modality) if self.modality != "text" else self.text_path
+        if path is None:
+            return None, None
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Files under a folder in a stable order, skipping hidden files and folders."""
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith("."):
+                yield Path(folder) / name
+
+
+def _files_to_candidates(files: list[Path], source: str, skipped: list[Skip]) -> list[Candidate]:
+    """Sniff every file; pair ``x.txt`` with a media file ``x.*`` as its caption."""
+    kinds: dict[Path, str] = {}
+    for path in files:
+        if path.suffix.lower() in MANIFEST_SUFFIXES:
+            continue
+        try:
+            kind = sniff_file(path)
+        except DecodeError as exc:
+            skipped.append(Skip(str(path), exc.reason))
+            continue
+        if kind is None:
+            skipped.append(Skip(str(path), "unsupported file type (not a recognised image, audio or text format)"))
+            continue
+        kinds[path] = kind
+    captions = {p.with_suffix(""): p for p, k in kinds.items() if k == "text" and p.suffix.lower() == CAPTION_SUFFIX}
+    used: set[Path] = set()
+    out: list[Candidate] = []
+    for path, kind in kinds.items():
+        if kind == "text":
+            continue
+        cand = Candidate(uri=str(path), media={kind: path}, source=source)
+        caption = captions.get(path.with_suffix(""))
+        if caption is not None and caption not in used:
+            cand.text_path = caption
+            used.add(caption)
+        out.append(cand)
+    for path, kind in kinds.items():
+        if kind == "text" and path not in used:
+            out.append(Candidate(uri=str(path), text_path=path, source=source))
+    return out
+
+
+def _manifest_candidates(manifest: Path, skipped: list[Skip]) -> list[Candidate]:
+    """One candidate per manifest line (a pair line becomes one multimodal item)."""
+    out: list[Candidate] = []
+    try:
+        handle = manifest.open("rb")
+    except OSError as exc:
+        skipped.append(Skip(str(manifest), f"cannot open manifest ({exc.strerror or exc})"))
+        return out
+    with handle:
+        for number, raw_bytes in enumerate(handle, start=1):
+            try:
+                raw = raw_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
+                if not raw.strip():
+                    continue
+                items = parse_manifest_line(raw, manifest, number)
+            except UnicodeDecodeError:
+                skipped.append(Skip(f"{manifest}:{number}", "line is not UTF-8 text"))
+                continue
+            except ManifestError as exc:
+                skipped.append(Skip(f"{manifest}:{number}", exc.reason))
+                continue
+            cand = Candidate(uri=f"{manifest}#L{number}", source=str(manifest))
+            meta = dict(items[0].meta)
+            for key in ("label", "group"):
+                value = getattr(items[0], key)
+                if value is not None and not (key == "group" and len(items) > 1 and value.startswith(str(manifest))):
+                    meta[key] = value
+            cand.meta = meta
+            problem = None
+            for it in items:
+                if it.modality == "text":
+                    cand.text = it.text
+                    continue
+                path = it.path.resolve() if it.path is not None else None
+                try:
+                    kind = sniff_file(path) if path is not None else None
+                except DecodeError as exc:
+                    problem = f"{path}: {exc.reason}"
+                    break
+                if kind != it.modality:
+                    found = kind or "not a recognised media file"
+                    problem = f"{path}: listed as {it.modality} but its content is {found}"
+                    break
+                cand.media[it.modality] = path
+            if problem is not None:
+                skipped.append(Skip(f"{manifest}:{number}", problem))
+                continue
+            if len(cand.media) == 1 and cand.text is None:
+                cand.uri = str(next(iter(cand.media.values())))
+            out.append(cand)
+    return out
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[Candidate], list[Skip]]:
+    """Everything indexable under ``paths`` (folders, files, ``.jsonl`` manifests), deduplicated by uri.
+
+    Files that a manifest in the same folder lists are taken from the manifest (with its labels
+    and metadata), not a second time as plain files.
+    """
+    skipped: list[Skip] = []
+    found: dict[str, Candidate] = {}
+    for given in paths:
+        path = Path(given).expanduser()
+        if not path.exists():
+            skipped.append(Skip(str(given), "no such file or folder"))
+            continue
+        path = path.resolve()
+        if path.is_dir():
+            files = list(_walk(path))
+            cands = []
+            for manifest in (f for f in files if f.suffix.lower() in MANIFEST_SUFFIXES):
+                cands += _manifest_candidates(manifest, skipped)
+            listed = {f for c in cands for f in c.files}
+            cands += _files_to_candidates([f for f in files if f not in listed], str(path), skipped)
+        elif path.suffix.lower() in MANIFEST_SUFFIXES:
+            cands = _manifest_candidates(path, skipped)
+        else:
+            cands = _files_to_candidates([path], str(path.parent), skipped)
+        for cand in cands:
+            found.setdefault(cand.uri, cand)
+    return list(found.values()), skipped
+
+
+__all__ = ["Candidate", "MODALITIES", "Skip", "discover"]

@@ -1,0 +1,91 @@
+"""Every tunable of indexing and search in one place, with defaults that work.
+
+Values can be overridden from a TOML file (``crossmodal.toml`` in the working folder, or the
+file named by ``CROSSMODAL_CONFIG``) with one table per dataclass below, e.g.
+``[index] memory_budget_mb = 2048``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from crossmodal.errors import ConfigError
+
+DEFAULT_INDEX_ROOT = Path("indexes")
+DEFAULT_COLLECTION = "default"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """How files become items."""
+
+    workers: int = 2
+    """Background decoding threads feeding the model."""
+    batch_size: int = 64
+    """Items per model call and per catalog transaction (the unit a killed run can lose)."""
+    text_max_chars: int = 800
+    text_min_chars: int = 200
+    max_image_pixels: int = 64_000_000
+    max_audio_seconds: float = 3 * 3600.0
+    max_text_bytes: int = 20_000_000
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How vectors become FAISS indexes."""
+
+    kind: str = "auto"
+    """auto, flat, hnsw, ivf_flat or ivf_pq; auto follows size and the memory budget."""
+    flat_max: int = 100_000
+    """Largest index searched exactly under ``auto``."""
+    memory_budget_mb: int = 8192
+    recall_sample: int = 1000
+    """Queries used to measure an approximate index's recall@10 against exact search."""
+    fusion_weights: dict[str, float] = field(default_factory=lambda: {"image": 1.0, "audio": 1.0, "text": 1.0})
+    """Weights of each modality's vector in the fused vector of a multimodal item."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+
+
+def _apply(section: Any, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(section)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    for name, value in values.items():
+        current = getattr(section, name)
+        if isinstance(current, bool) or not isinstance(value, type(current)) and not (
+                isinstance(current, float) and isinstance(value, int)):
+            raise ConfigError(f"{where}.{name}: expected {type(current).__name__}, got {value!r}")
+    return replace(section, **values)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Defaults, overridden by a TOML file when one is given or found."""
+    if path is None:
+        env = os.environ.get("CROSSMODAL_CONFIG")
+        path = Path(env) if env else Path("crossmodal.toml")
+        if not env and not path.is_file():
+            return Settings()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable settings ({exc})") from None
+    base = Settings()
+    unknown = set(data) - {"ingest", "index"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; use [ingest] and [index]")
+    return Settings(
+        ingest=_apply(base.ingest, data.get("ingest", {}), f"{path} [ingest]"),
+        index=_apply(base.index, data.get("index", {}), f"{path} [index]"))
