@@ -218,25 +218,35 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from crossmodal.aligner import load_aligner
-    from crossmodal.demo.showcase import run_demo
+def _what(result) -> str:
+    """A result as a person reads it: the text itself for text, else where the file is."""
+    if result.modality == "text" and result.text:
+        snippet = " ".join(result.text.split())
+        return repr(snippet if len(snippet) <= 70 else snippet[:67] + "...")
+    return result.uri
 
-    aligner = load_aligner(args.model)
-    results = run_demo(aligner, k=args.k, text=args.text, image=args.image, audio=args.audio,
-                       progress=not args.quiet)
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from crossmodal.demo.showcase import run_demo
+    from crossmodal.settings import load_settings
+
+    folder = _collection_folder(args)
+    report, results = run_demo(folder, load_settings(args.settings), k=args.k, text=args.text, image=args.image,
+                               audio=args.audio, model=args.model, progress=not args.quiet)
     if args.json:
-        _emit_json({"model": aligner.model_id, "queries": [
+        _emit_json({"collection": str(folder), "index": report.as_dict(), "queries": [
             {"modality": r.modality, "query": r.query,
-             "results": {t: [vars(h) for h in hits] for t, hits in r.hits.items()}} for r in results]})
+             "results": {t: [h.as_dict() for h in hits] for t, hits in r.hits.items()}} for r in results]})
         return EXIT_OK
-    print(f"model {aligner.model_id} on the bundled demo corpus\n")
+    print(f"demo collection {folder}: {report.counts.get('items', 0)} items "
+          f"({report.added} added now, {report.unchanged} already indexed)\n")
     for r in results:
         print(f"{r.modality} query {r.query}")
         for target, hits in r.hits.items():
             for rank, h in enumerate(hits, 1):
-                print(f"  -> {target:<5} #{rank}  {h.score:6.3f}  label {h.label or '-':<3} {h.source}")
+                print(f"  -> {target:<5} #{rank}  {h.score:6.3f}  label {h.label or '-':<3} {_what(h)}")
         print()
+    print(f"search it yourself: crossmodal search --index {args.index} --text 'a handwritten four'")
     return EXIT_OK
 
 
@@ -296,7 +306,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for rank, r in enumerate(results, 1):
         span = f" [{r.start:.2f}-{r.end:.2f} s]" if r.start is not None else ""
         label = f" label {r.label}" if r.label is not None else ""
-        print(f"{rank:>3}. {r.score:6.3f}  #{r.id:<6} {r.modality:<5} via {r.matched:<5}{label} {r.uri}{span}")
+        print(f"{rank:>3}. {r.score:6.3f}  #{r.id:<6} {r.modality:<5} via {r.matched:<5}{label} {_what(r)}{span}")
     return EXIT_OK
 
 
@@ -318,7 +328,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-    "demo": ("embed the bundled demo corpus and show cross-modal neighbours", cmd_demo),
+    "demo": ("index the bundled demo corpus and search it from every modality", cmd_demo),
     "train": ("train an aligner on a JSONL manifest", cmd_train),
     "eval": ("retrieval metrics of an aligner on a labelled JSONL manifest", cmd_eval),
     "models": ("list shipped models and aligner configs", cmd_models),
@@ -341,12 +351,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, func) in COMMANDS.items():
         parsers[name].set_defaults(func=func)
 
+    def collection_options(p: argparse.ArgumentParser, default: str = "default") -> None:
+        p.add_argument("--index", default=default, metavar="NAME",
+                       help="collection name under --index-root, or a folder path (default: %(default)s)")
+        p.add_argument("--index-root", type=Path, default=Path("indexes"), help="home of named collections")
+        p.add_argument("--settings", type=Path, default=None, help="settings TOML (default: ./crossmodal.toml)")
+
     p = parsers["demo"]
-    p.add_argument("--model", default="starter", help="shipped model name or checkpoint folder")
+    p.add_argument("--model", default=None, help="shipped model name or checkpoint folder (default: starter)")
     p.add_argument("-k", type=_positive_int, default=3, help="results per target modality")
     p.add_argument("--text", help="text query (default: %(default)s)")
     p.add_argument("--image", type=Path, help="image file to query with")
     p.add_argument("--audio", type=Path, help="audio file to query with")
+    collection_options(p, default="demo")
 
     p = parsers["train"]
     p.add_argument("--manifest", required=True, type=Path, help="JSONL items or pairs with labels/groups")
@@ -364,12 +381,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K-fold cross-validated training + evaluation on the manifest instead")
     p.add_argument("--out", type=Path, default=Path("build/folds"), help="checkpoints of --folds runs")
     _add_training_options(p)
-
-    def collection_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--index", default="default", metavar="NAME",
-                       help="collection name under --index-root, or a folder path (default: %(default)s)")
-        p.add_argument("--index-root", type=Path, default=Path("indexes"), help="home of named collections")
-        p.add_argument("--settings", type=Path, default=None, help="settings TOML (default: ./crossmodal.toml)")
 
     p = parsers["index"]
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders and .jsonl manifests")

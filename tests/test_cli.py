@@ -87,8 +87,8 @@ def test_usage_errors_exit_2(capsys):
     assert stop.value.code == 2
 
 
-def test_demo_shows_every_direction(capsys):
-    code, out, _ = _run(capsys, "demo", "--json", "-q", "-k", "2")
+def test_demo_indexes_the_corpus_and_shows_every_direction(capsys, tmp_path):
+    code, out, _ = _run(capsys, "demo", "--json", "-q", "-k", "2", "--index", str(tmp_path / "demo"))
     assert code == EXIT_OK
     report = json.loads(out)
     assert [q["modality"] for q in report["queries"]] == ["text", "image", "audio"]
@@ -97,6 +97,9 @@ def test_demo_shows_every_direction(capsys):
         assert all(len(hits) == 2 for hits in query["results"].values())
     text_query = report["queries"][0]
     assert all(hit["label"] == "7" for hits in text_query["results"].values() for hit in hits)
+    assert report["index"]["added"] == report["index"]["counts"]["items"] > 800
+    code, out, _ = _run(capsys, "demo", "--json", "-q", "--index", str(tmp_path / "demo"))
+    assert code == EXIT_OK and json.loads(out)["index"]["added"] == 0
 
 
 @pytest.mark.slow

@@ -1,76 +1,52 @@
-"""The demo: embed the bundled corpus and show, for one query per modality, its nearest items
-of every other modality. It proves the whole aligner works offline on a fresh install."""
+"""The demo: index the bundled corpus into a collection (incrementally, so later runs are
+instant), then search it with one query per modality and show the nearest items of every
+other modality. It exercises the whole path offline: ingest, embed, index, search."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from crossmodal.aligner.model import Aligner
-from crossmodal.ingest.decode import decode_audio, decode_image
-from crossmodal.manifest import MODALITIES, ManifestItem, read_manifest
-from crossmodal.training.data import load_dataset
-from crossmodal.training.trainer import embed_dataset
+from crossmodal.aligner.registry import load_aligner
+from crossmodal.index.build import IndexReport, index_paths
+from crossmodal.index.collection import Collection
+from crossmodal.search import SearchResult, embed_query, search_vector
+from crossmodal.settings import Settings
 
 CORPUS_DIR = Path(__file__).with_name("corpus")
 DEFAULT_TEXT_QUERY = "someone saying seven"
-
-
-@dataclass
-class Hit:
-    modality: str
-    source: str
-    label: str | None
-    score: float
+DEFAULT_IMAGE_QUERY = CORPUS_DIR / "images" / "mnist_t10k_00173_3.png"
+DEFAULT_AUDIO_QUERY = CORPUS_DIR / "audio" / "5_jackson_0.wav"
 
 
 @dataclass
 class QueryResult:
     modality: str
     query: str
-    hits: dict[str, list[Hit]]
+    hits: dict[str, list[SearchResult]]
 
 
-def _relative(source: str, root: Path) -> str:
+def _shown(path: Path) -> str:
     try:
-        return str(Path(source).relative_to(root))
+        return str(path.relative_to(CORPUS_DIR))
     except ValueError:
-        return source
+        return str(path)
 
 
-def _first_with_label(items: list[ManifestItem], modality: str, label: str) -> ManifestItem:
-    return next(it for it in items if it.modality == modality and it.label == label)
-
-
-def run_demo(aligner: Aligner, corpus_dir: Path = CORPUS_DIR, k: int = 3, text: str | None = None,
-             image: Path | None = None, audio: Path | None = None, progress: bool = True) -> list[QueryResult]:
-    """Nearest neighbours, across modalities, of a text, an image and an audio query."""
-    items = read_manifest(corpus_dir / "manifest.jsonl")
-    data = load_dataset(items, aligner, progress=progress)
-    gallery = {m: embed_dataset(aligner, d) for m, d in data.modalities.items()}
-    queries: list[tuple[str, str, np.ndarray]] = []
-    if "text" in aligner.modalities:
-        query_text = text or DEFAULT_TEXT_QUERY
-        queries.append(("text", repr(query_text), aligner.embed_texts([query_text])[0]))
-    if "image" in aligner.modalities:
-        path = image or _first_with_label(items, "image", "3").path
-        queries.append(("image", _relative(str(path), corpus_dir), aligner.embed_images([decode_image(path)])[0]))
-    if "audio" in aligner.modalities:
-        path = audio or _first_with_label(items, "audio", "5").path
-        vec = aligner.embed_audio([decode_audio(path)], sources=[str(path)])[0].clip_vector
-        queries.append(("audio", _relative(str(path), corpus_dir), vec))
+def run_demo(folder: Path, settings: Settings, k: int = 3, text: str | None = None, image: Path | None = None,
+             audio: Path | None = None, model: str | None = None, progress: bool = True,
+             aligner: Aligner | None = None) -> tuple[IndexReport, list[QueryResult]]:
+    """Build (or bring up to date) the demo collection at ``folder`` and query it."""
+    report = index_paths(folder, [CORPUS_DIR], settings, model_ref=model, progress=progress, aligner=aligner)
     results = []
-    for modality, name, vector in queries:
-        hits: dict[str, list[Hit]] = {}
-        for target in MODALITIES:
-            if target == modality or target not in gallery:
-                continue
-            scores = gallery[target] @ vector
-            top = np.argsort(-scores, kind="stable")[:k]
-            td = data.modalities[target]
-            hits[target] = [Hit(target, _relative(td.sources[i], corpus_dir), td.label_names[i], float(scores[i]))
-                            for i in top]
-        results.append(QueryResult(modality, name, hits))
-    return results
+    with Collection.open(folder) as coll:
+        aligner = aligner or load_aligner(coll.model.ref)
+        text, image, audio = text or DEFAULT_TEXT_QUERY, image or DEFAULT_IMAGE_QUERY, audio or DEFAULT_AUDIO_QUERY
+        queries = [("text", repr(text), embed_query(aligner, text=text)),
+                   ("image", _shown(image), embed_query(aligner, image=image)),
+                   ("audio", _shown(audio), embed_query(aligner, audio=audio))]
+        for modality, name, vector in queries:
+            hits = {t: search_vector(coll, vector, [t], k) for t in ("text", "image", "audio") if t != modality}
+            results.append(QueryResult(modality, name, hits))
+    return report, results

@@ -67,7 +67,7 @@ class IndexParams:
     ivf_nprobe: int | None = None  # None: the value stored in the index at build time (see default_nprobe)
     pq_m: int | None = None  # None: dim/8 sub-quantisers (8 dims each), i.e. dim/8 bytes per vector
     pq_refine: bool = True  # IVF-PQ re-ranks candidates with exact vectors when True
-    pq_refine_factor: int = 4  # IVF-PQ with refine: candidates re-ranked per result (k * factor)
+    pq_refine_factor: int = 8  # IVF-PQ with refine: candidates re-ranked per result (k * factor)
     train_sample: int = 100_000  # max vectors used to train IVF quantisers
 
 

@@ -1,0 +1,115 @@
+"""Benchmark: end-to-end `crossmodal index` throughput against the bare batched model forward.
+
+Builds a corpus of distinct files from the bundled demo corpus (each copy slightly altered so
+content hashes differ), then, alternating in the same process, times
+- baseline: the model's batched forward (`embed_images` / `embed_audio` / `embed_texts`) on
+  the same inputs, already decoded in memory;
+- end to end: `index_paths` into a fresh collection (discovery, sniffing, hashing, threaded
+  decoding, batched embedding, SQLite commits, index files).
+Prints JSON with medians and the ratio end-to-end / baseline throughput.
+
+    python scripts/bench_ingest.py [--copies 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from PIL import Image
+
+from crossmodal.aligner.registry import load_aligner
+from crossmodal.demo.showcase import CORPUS_DIR
+from crossmodal.index.build import index_paths
+from crossmodal.ingest.decode import decode_audio, decode_image, read_text
+from crossmodal.ingest.pipeline import batched
+from crossmodal.ingest.sources import discover
+from crossmodal.settings import Settings
+
+
+def make_corpus(root: Path, copies: int, seed: int = 0) -> None:
+    """``copies`` altered copies of every demo image and clip, and of the demo texts."""
+    rng = np.random.default_rng(seed)
+    for c in range(copies):
+        out = root / f"copy{c}"
+        (out / "images").mkdir(parents=True)
+        (out / "audio").mkdir()
+        (out / "text").mkdir()
+        for src in sorted((CORPUS_DIR / "images").glob("*.png")):
+            pixels = np.asarray(Image.open(src).convert("L")).copy()
+            pixels[0, c % pixels.shape[1]] ^= 1
+            Image.fromarray(pixels).save(out / "images" / src.name)
+        for src in sorted((CORPUS_DIR / "audio").glob("*.wav")):
+            wave, rate = sf.read(src, dtype="float32")
+            sf.write(out / "audio" / src.name, wave + rng.normal(0, 1e-4, wave.shape).astype(np.float32), rate)
+        for src in sorted((CORPUS_DIR / "text").glob("*.txt")):
+            (out / "text" / src.name).write_text(src.read_text() + f"\n\n(copy {c})\n")
+
+
+def bare_forward(aligner, images, clips, texts, batch: int) -> float:
+    start = time.perf_counter()
+    for part in batched(images, batch):
+        aligner.embed_images(part)
+    for part in batched(clips, batch):
+        aligner.embed_audio(part)
+    for part in batched(texts, batch):
+        aligner.embed_texts(part)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--copies", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default="starter")
+    args = parser.parse_args()
+    settings = Settings()
+    aligner = load_aligner(args.model)
+    with tempfile.TemporaryDirectory(prefix="crossmodal-bench-") as tmp:
+        root = Path(tmp)
+        make_corpus(root / "corpus", args.copies)
+        cands, skipped = discover([root / "corpus"])
+        assert not skipped, skipped
+        images = [decode_image(c.media["image"]) for c in cands if c.modality == "image"]
+        clips = [decode_audio(c.media["audio"]) for c in cands if c.modality == "audio"]
+        texts = [read_text(c.text_path) for c in cands if c.modality == "text"]
+        n = len(images) + len(clips) + len(texts)
+        bare_forward(aligner, images[:64], clips[:64], texts[:64], settings.ingest.batch_size)
+        bare, e2e = [], []
+        for r in range(args.repeats):
+            bare.append(bare_forward(aligner, images, clips, texts, settings.ingest.batch_size))
+            target = root / f"coll{r}"
+            start = time.perf_counter()
+            report = index_paths(target, [root / "corpus"], settings, progress=False, aligner=aligner)
+            e2e.append(time.perf_counter() - start)
+            assert report.added == n, (report.added, n)
+            shutil.rmtree(target)
+    bare_s, e2e_s = statistics.median(bare), statistics.median(e2e)
+    result = {
+        "items": n, "counts": {"image": len(images), "audio": len(clips), "text": len(texts)},
+        "model": aligner.model_id, "torch_threads": torch.get_num_threads(),
+        "decode_workers": settings.ingest.workers, "batch_size": settings.ingest.batch_size,
+        "repeats": args.repeats,
+        "bare_forward_s": bare, "end_to_end_s": e2e,
+        "bare_forward_items_per_s_median": round(n / bare_s, 1),
+        "end_to_end_items_per_s_median": round(n / e2e_s, 1),
+        "ratio_end_to_end_over_bare": round(bare_s / e2e_s, 3),
+        "target_ratio": 0.9,
+    }
+    result["target_met"] = result["ratio_end_to_end_over_bare"] >= result["target_ratio"]
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
