@@ -72,7 +72,22 @@ CREATE TABLE IF NOT EXISTS vectors (
 );
 CREATE INDEX IF NOT EXISTS vectors_item ON vectors(item_id);
 CREATE INDEX IF NOT EXISTS vectors_kind ON vectors(kind);
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_user ON feedback(user_id, ts);
 """
+
+FEEDBACK_EVENTS = ("like", "dislike", "click")
 
 
 class CatalogError(CrossmodalError):
@@ -316,6 +331,95 @@ class Catalog:
                 out[int(vid)] = VectorHit(int(vid), int(item_id), kind, uri or "", modality,
                                           start, end, text, json.loads(meta))
         return out
+
+    def vectors_by_id(self, vector_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of the given ids (missing ids are absent)."""
+        out: dict[int, np.ndarray] = {}
+        ids = [int(v) for v in vector_ids]
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            for vid, blob in self.db.execute(
+                    f"SELECT id, vector FROM vectors WHERE id IN ({','.join('?' * len(part))})", part):
+                out[int(vid)] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def item_vectors(self, item_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """One vector standing for each item: its fused vector if it has one, else the mean of all
+        its vectors (image, audio windows, text chunks), renormalised."""
+        out: dict[int, np.ndarray] = {}
+        ids = sorted({int(i) for i in item_ids})
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            rows = self.db.execute(
+                f"SELECT item_id, kind, vector FROM vectors WHERE item_id IN ({','.join('?' * len(part))})", part)
+            grouped: dict[int, list[tuple[str, np.ndarray]]] = {}
+            for item_id, kind, blob in rows:
+                grouped.setdefault(int(item_id), []).append((kind, np.frombuffer(blob, dtype=np.float32)))
+            for item_id, vecs in grouped.items():
+                fused = [v for k, v in vecs if k == "fused"]
+                mean = fused[0] if fused else np.mean([v for _, v in vecs], axis=0)
+                norm = float(np.linalg.norm(mean))
+                out[item_id] = (mean / norm if norm > 0 else mean).astype(np.float32)
+        return out
+
+    def filter_vector_ids(self, *, modalities: Sequence[str] | None = None, uri_glob: str | None = None,
+                          meta: dict[str, str] | None = None, time_range: tuple[float | None, float | None] | None
+                          = None) -> np.ndarray:
+        """Ids of the vectors whose item passes every given filter (sorted int64).
+
+        ``modalities`` are item modalities, ``uri_glob`` is matched against every uri of the
+        item (shell-style, case-sensitive), ``meta`` values are compared as text, and
+        ``time_range`` bounds the file modification time (seconds since the epoch), falling back
+        to the time the item was added for inline text."""
+        clauses, args = [], []
+        if modalities:
+            clauses.append(f"i.modality IN ({','.join('?' * len(modalities))})")
+            args += list(modalities)
+        if uri_glob:
+            clauses.append("EXISTS (SELECT 1 FROM files f WHERE f.item_id = i.id AND f.uri GLOB ?)")
+            args.append(uri_glob)
+        for key, value in (meta or {}).items():
+            clauses.append("CAST(json_extract(i.meta, ?) AS TEXT) = ?")
+            args += ['$."' + key.replace('"', '') + '"', str(value)]
+        if time_range is not None:
+            when = ("COALESCE((SELECT MAX(f.mtime_ns) FROM files f WHERE f.item_id = i.id) / 1e9, i.added_at)")
+            low, high = time_range
+            if low is not None:
+                clauses.append(f"{when} >= ?")
+                args.append(float(low))
+            if high is not None:
+                clauses.append(f"{when} <= ?")
+                args.append(float(high))
+        sql = "SELECT v.id FROM vectors v JOIN items i ON i.id = v.item_id"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        rows = self.db.execute(sql + " ORDER BY v.id", args).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    # Users and feedback.
+    def add_feedback(self, user: str, item_id: int, event: str, ts: float | None = None) -> int:
+        """Record one event (inside a transaction); the user is created on first feedback."""
+        if event not in FEEDBACK_EVENTS:
+            raise ValueError(f"unknown feedback event {event!r}; use one of {list(FEEDBACK_EVENTS)}")
+        if not self.has_item(item_id):
+            raise CatalogError(f"no item {item_id} in the catalog")
+        self.db.execute("INSERT OR IGNORE INTO users (name, created_at) VALUES (?, ?)", (user, time.time()))
+        user_id = self.db.execute("SELECT id FROM users WHERE name=?", (user,)).fetchone()[0]
+        cur = self.db.execute("INSERT INTO feedback (user_id, item_id, event, ts) VALUES (?,?,?,?)",
+                              (user_id, int(item_id), event, time.time() if ts is None else float(ts)))
+        return int(cur.lastrowid)
+
+    def feedback(self, user: str) -> list[tuple[int, str, float]]:
+        """A user's events, oldest first: (item id, event, timestamp)."""
+        return [(int(i), e, float(t)) for i, e, t in self.db.execute(
+            "SELECT f.item_id, f.event, f.ts FROM feedback f JOIN users u ON u.id = f.user_id "
+            "WHERE u.name=? ORDER BY f.ts, f.id", (user,))]
+
+    def delete_user(self, user: str) -> int:
+        """Forget a user and every event of theirs (inside a transaction); returns the event count."""
+        count = len(self.feedback(user))
+        self.db.execute("DELETE FROM users WHERE name=?", (user,))
+        return count
 
     def item(self, item_id: int) -> dict | None:
         """An item as a plain dict: id, modality, modalities, uris, meta, segments."""

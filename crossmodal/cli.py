@@ -281,32 +281,109 @@ def cmd_index(args: argparse.Namespace) -> int:
     return _report_skipped([(s.source, s.reason) for s in report.skipped])
 
 
+def _parse_time(text: str) -> float:
+    """Seconds since the epoch, or an ISO date/time such as 2026-01-31 or 2026-01-31T12:00."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO date/time or epoch seconds, got {text!r}") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _parse_meta(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _query_from_args(args: argparse.Namespace):
+    from crossmodal.query import Filters, Query, QueryError, QueryPart, parse_targets, parse_weights
+
+    parts = [("text", args.text), ("image", args.image), ("audio", args.audio)]
+    parts = [(m, v) for m, v in parts if v is not None]
+    if not parts:
+        raise QueryError("give at least one of --text, --image, --audio")
+    weights = parse_weights(args.weights, len(parts))
+    query_parts = tuple(QueryPart(m, text=v, weight=w) if m == "text" else QueryPart(m, path=Path(v), weight=w)
+                        for (m, v), w in zip(parts, weights))
+    filters = Filters(modalities=tuple(args.only or ()), uri_glob=args.uri_glob, meta=dict(args.meta or []),
+                      after=args.after, before=args.before)
+    return Query(query_parts, targets=parse_targets(args.target), k=args.k, filters=filters, user=args.user,
+                 fusion=args.fusion, late_merge=args.merge, explain=args.explain)
+
+
+def _open_engine(args: argparse.Namespace):
+    from crossmodal.engine import Engine
+    from crossmodal.settings import load_settings
+
+    engine = Engine.open(_collection_folder(args), settings=load_settings(args.settings),
+                         model=getattr(args, "model", None))
+    if engine.stale:
+        LOG.warning("collection %s has changes its index files do not hold yet (an interrupted run?); "
+                    "run `crossmodal index` again to publish them", engine.collection.name)
+    return engine
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    from crossmodal.aligner import load_aligner
-    from crossmodal.index.collection import Collection
-    from crossmodal.search import embed_query, parse_targets, search_vector
-
-    targets = parse_targets(args.target)
-    with Collection.open(_collection_folder(args)) as coll:
-        aligner = load_aligner(args.model or coll.model.ref)
-        if args.model:
-            from crossmodal.index.build import model_info
-
-            coll.check_model(model_info(aligner, args.model))
-        if coll.stale:
-            LOG.warning("collection %s has changes its index files do not hold yet (an interrupted run?); "
-                        "run `crossmodal index` again to publish them", coll.name)
-        vector = embed_query(aligner, text=args.text, image=args.image, audio=args.audio)
-        results = search_vector(coll, vector, targets, args.k)
+    query = _query_from_args(args)
+    with _open_engine(args) as engine:
+        response = engine.search(query)
     if args.json:
-        _emit_json({"results": [r.as_dict() for r in results]})
+        _emit_json(response.as_dict(explain=args.explain))
         return EXIT_OK
-    if not results:
-        print("no results (the collection is empty?)")
-    for rank, r in enumerate(results, 1):
+    if args.explain:
+        plan = response.plan
+        print(f"plan: {len(plan.parts)} part(s) " + ", ".join(
+            f"{p['modality']} {p['query']} (weight {p['weight']:.2f})" for p in plan.parts))
+        print(f"      targets {', '.join(f'{t} [{k}]' for t, k in plan.indexes.items())}; fetch {plan.fetch} per "
+              f"target; fusion {plan.fusion}{f' ({plan.late_merge})' if plan.late_merge else ''}")
+        if plan.filters:
+            print(f"      filters {plan.filters}: {plan.allowed} vectors allowed, applied {plan.filter_mode}")
+        if plan.user:
+            print(f"      user {plan.user}: {plan.user_events} feedback event(s), beta {plan.beta:.2f}")
+        print(f"      {plan.merge}")
+    if not response.results:
+        print("no results")
+    for rank, r in enumerate(response.results, 1):
         span = f" [{r.start:.2f}-{r.end:.2f} s]" if r.start is not None else ""
         label = f" label {r.label}" if r.label is not None else ""
         print(f"{rank:>3}. {r.score:6.3f}  #{r.id:<6} {r.modality:<5} via {r.matched:<5}{label} {_what(r)}{span}")
+        if r.explanation:
+            e = r.explanation
+            parts = ", ".join(f"{p['modality']} cos {p['cosine']:.3f}" for p in e["parts"])
+            personal = f", personal {e['personal']:.3f} (beta {e['beta']:.2f})" if e["personal"] is not None else ""
+            print(f"       relevance {e['relevance']:.3f} [{parts}]{personal}")
+    return EXIT_OK
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    event = "like" if args.like else "dislike" if args.dislike else "click"
+    with _open_engine(args) as engine:
+        event_id = engine.feedback(args.user, args.item, event)
+    if args.json:
+        _emit_json({"id": event_id, "user": args.user, "item": args.item, "event": event})
+    else:
+        print(f"recorded {event} of item {args.item} by {args.user}")
+    return EXIT_OK
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    with _open_engine(args) as engine:
+        history = engine.export_user(args.user)
+        deleted = engine.delete_user(args.user) if args.delete else None
+    if args.json:
+        _emit_json({**history, **({"deleted": deleted} if deleted is not None else {})})
+    else:
+        for e in history["events"]:
+            print(f"{e['ts']:.0f}  {e['event']:<8} item {e['item']}")
+        print(f"{len(history['events'])} event(s) for {args.user}" + (f"; {deleted} deleted" if args.delete else ""))
     return EXIT_OK
 
 
@@ -335,6 +412,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "index": ("index files, folders and JSONL manifests into a collection", cmd_index),
     "search": ("search a collection by text, image or audio", cmd_search),
     "remove": ("remove items from a collection", cmd_remove),
+    "feedback": ("record a user's like, dislike or click on an item", cmd_feedback),
+    "user": ("export (and optionally delete) a user's feedback history", cmd_user),
 }
 
 
@@ -394,13 +473,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = parsers["search"]
     collection_options(p)
-    q = p.add_mutually_exclusive_group(required=True)
-    q.add_argument("--text", help="text query")
-    q.add_argument("--image", type=Path, help="image file to query with")
-    q.add_argument("--audio", type=Path, help="audio file to query with")
+    q = p.add_argument_group("query (any combination; weights apply in this order: text, image, audio)")
+    q.add_argument("--text", help="text query part")
+    q.add_argument("--image", type=Path, help="image file query part")
+    q.add_argument("--audio", type=Path, help="audio file query part")
+    q.add_argument("--weights", metavar="W,W,...", help="one positive weight per given part (default: equal)")
     p.add_argument("--target", default=None, help="image,audio,text (any subset; default all) or joint")
     p.add_argument("-k", type=_positive_int, default=10, help="number of results (default: %(default)s)")
+    p.add_argument("--user", help="personalise with this user's feedback")
+    p.add_argument("--fusion", choices=["early", "late"], default=None, help="how parts combine (default: early)")
+    p.add_argument("--merge", choices=["score", "rrf"], default=None, help="late-fusion merge (default: score)")
+    p.add_argument("--explain", action="store_true", help="print the plan and each result's score parts")
+    f = p.add_argument_group("filters")
+    f.add_argument("--only", type=_parse_modalities, default=None, metavar="M,...", help="item modalities to keep")
+    f.add_argument("--uri-glob", help="keep items whose path matches this shell pattern")
+    f.add_argument("--meta", type=_parse_meta, action="append", metavar="KEY=VALUE", help="metadata equality")
+    f.add_argument("--after", type=_parse_time, help="file modified at or after (ISO date or epoch seconds)")
+    f.add_argument("--before", type=_parse_time, help="file modified at or before")
     p.add_argument("--model", default=None, help="must match the collection's model (default: its own)")
+
+    p = parsers["feedback"]
+    collection_options(p)
+    p.add_argument("--user", required=True)
+    p.add_argument("--item", required=True, type=int, help="catalog item id (as search prints it)")
+    e = p.add_mutually_exclusive_group(required=True)
+    e.add_argument("--like", action="store_true")
+    e.add_argument("--dislike", action="store_true")
+    e.add_argument("--click", action="store_true")
+
+    p = parsers["user"]
+    collection_options(p)
+    p.add_argument("user", help="user name")
+    p.add_argument("--delete", action="store_true", help="delete the history after printing it")
 
     p = parsers["remove"]
     p.add_argument("ids", nargs="*", type=int, metavar="ID", help="catalog item ids")

@@ -50,9 +50,43 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
+class SearchSettings:
+    """How the planner turns a query into index searches and merges them."""
+
+    fusion: str = "early"
+    """early (weighted sum of part vectors, one search) or late (one search per part, then merge)."""
+    late_merge: str = "score"
+    """Late fusion merge: score (weighted sum of cosines) or rrf (reciprocal-rank fusion)."""
+    rrf_k: int = 60
+    overfetch: int = 4
+    """Candidates fetched per target are max(k * overfetch, min_fetch)."""
+    min_fetch: int = 50
+    selective_fraction: float = 0.25
+    """Filters allowing at most this fraction of an index run inside FAISS (ID selectors);
+    wider ones are applied to over-fetched results."""
+    embed_cache_size: int = 256
+
+
+@dataclass(frozen=True)
+class PersonalSettings:
+    """How feedback becomes a user's preference vector and reranks results."""
+
+    beta: float = 0.3
+    """Final score = (1 - beta) * relevance + beta * cos(user, item); 0 for a user without history."""
+    half_life_days: float = 30.0
+    like: float = 1.0
+    dislike: float = -1.0
+    click: float = 0.25
+    mmr_lambda: float = 1.0
+    """Maximal marginal relevance: 1.0 is off; lower values trade relevance for diversity."""
+
+
+@dataclass(frozen=True)
 class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    personal: PersonalSettings = field(default_factory=PersonalSettings)
 
 
 def _apply(section: Any, values: dict[str, Any], where: str) -> Any:
@@ -83,9 +117,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: unreadable settings ({exc})") from None
     base = Settings()
-    unknown = set(data) - {"ingest", "index"}
+    sections = [f.name for f in fields(Settings)]
+    unknown = set(data) - set(sections)
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; use [ingest] and [index]")
-    return Settings(
-        ingest=_apply(base.ingest, data.get("ingest", {}), f"{path} [ingest]"),
-        index=_apply(base.index, data.get("index", {}), f"{path} [index]"))
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; use {', '.join(f'[{s}]' for s in sections)}")
+    return Settings(**{name: _apply(getattr(base, name), data.get(name, {}), f"{path} [{name}]") for name in sections})

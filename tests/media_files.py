@@ -102,6 +102,7 @@ def write_good(folder: Path) -> dict[str, int]:
     wave, rate = sf.read(corpus_files("audio", "6", 1)[0], dtype="float32")
     sf.write(audio / "six.flac", wave, rate)
     sf.write(audio / "six.ogg", wave, rate, format="OGG", subtype="VORBIS")
+    sf.write(audio / "six.mp3", wave, rate, format="MP3")
     import soxr
 
     hi = soxr.resample(wave, rate, 44100)
@@ -115,4 +116,4 @@ def write_good(folder: Path) -> dict[str, int]:
 
     (text / "notes.txt").write_text("The digit seven.\n\nSomeone saying three.\n\n" + "A long paragraph. " * 80)
     (text / "readme.md").write_text("# Digits\n\nHandwritten and spoken digits from zero to nine.\n")
-    return {"image": 13, "audio": 7, "text": 2, "files": 23}
+    return {"image": 13, "audio": 8, "text": 2, "files": 24}

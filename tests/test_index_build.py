@@ -21,11 +21,19 @@ from media_files import HOSTILE, corpus_files, write_good, write_hostile
 from crossmodal.aligner import load_aligner
 from crossmodal.aligner.checkpoint import save_aligner
 from crossmodal.cli import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, main
+from crossmodal.engine import Engine
 from crossmodal.errors import CrossmodalError
 from crossmodal.index.build import index_paths
 from crossmodal.index.collection import Collection
-from crossmodal.search import embed_query, search_vector
+from crossmodal.query import Query, QueryPart
 from crossmodal.settings import IndexSettings, Settings
+
+
+def _search(folder, aligner, targets, k, **part):
+    (modality, value), = part.items()
+    qp = QueryPart(modality, text=value) if modality == "text" else QueryPart(modality, path=Path(value))
+    with Engine.open(folder, aligner=aligner) as engine:
+        return engine.search(Query((qp,), targets=tuple(targets), k=k)).results
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -105,9 +113,8 @@ def test_incremental_reindex_touches_only_changed_files_and_prunes(mixed, tmp_pa
         assert str(folder / "audio" / "five_2.wav") not in after
         for uri, item_id in after.items():
             assert (item_id != before[uri]) == (uri in changed), uri
-        vec = embed_query(starter, image=folder / "images" / "digit_1.png")
-        top = search_vector(coll, vec, ["image"], k=1)[0]
-        assert top.uri == str(folder / "images" / "digit_1.png") and top.score > 0.99
+    top = _search(target, starter, ["image"], 1, image=folder / "images" / "digit_1.png")[0]
+    assert top.uri == str(folder / "images" / "digit_1.png") and top.score > 0.99
 
 
 def test_remove_by_id_and_uri(capsys, mixed, tmp_path):
@@ -123,8 +130,8 @@ def test_remove_by_id_and_uri(capsys, mixed, tmp_path):
     assert json.loads(out) == {"removed": 2, "not_found": []}
     with Collection.open(target) as coll:
         assert coll.catalog.counts()["items"] == items_before - 2
-        ids = {r.id for r in search_vector(coll, embed_query(load_aligner("starter"), text="five"), ["audio"], 50)}
-        assert state.item_id not in ids
+    ids = {r.id for r in _search(target, load_aligner("starter"), ["audio"], 50, text="five")}
+    assert state.item_id not in ids
     code, _, err = _run(capsys, "remove", "999999", "--index", target, "-q")
     assert code == EXIT_ERROR and "999999" in err
 
@@ -147,18 +154,18 @@ def test_search_finds_the_right_class_from_every_modality_into_every_other(tmp_p
         return result.label if result.label is not None else Path(result.uri).stem.split("_")[
             -1 if result.modality == "image" else 0]
 
-    with Collection.open(tmp_path / "c") as coll:
+    with Engine.open(tmp_path / "c", aligner=starter) as engine:
         for label in labels:
             queries = {
-                "text": embed_query(starter, text=f"someone saying {words[int(label)]}"),
-                "image": embed_query(starter, image=corpus_files("image", label, 5)[4]),
-                "audio": embed_query(starter, audio=corpus_files("audio", label, 5)[4]),
+                "text": QueryPart("text", text=f"someone saying {words[int(label)]}"),
+                "image": QueryPart("image", path=corpus_files("image", label, 5)[4]),
+                "audio": QueryPart("audio", path=corpus_files("audio", label, 5)[4]),
             }
-            for qmod, vec in queries.items():
+            for qmod, part in queries.items():
                 for target in ("text", "image", "audio"):
                     if target == qmod:
                         continue
-                    top = search_vector(coll, vec, [target], k=1)[0]
+                    top = engine.search(Query((part,), targets=(target,), k=1)).results[0]
                     assert top.modality == target and label_of(top) == label, (qmod, target, label, top)
 
 
@@ -205,7 +212,7 @@ def test_another_model_is_refused_with_how_to_rebuild(capsys, mixed, tmp_path, s
     assert code == EXIT_OK, err
     with Collection.open(target) as coll:
         assert coll.model.model_id != starter.model_id
-        assert coll.catalog.counts()["items"] == 7
+        assert coll.catalog.counts()["items"] == 8
 
 
 def test_approximate_index_records_its_recall(tmp_path, mixed, starter):
@@ -257,8 +264,7 @@ def test_indexer_killed_mid_run_leaves_last_good_state_and_resumes(tmp_path):
         assert len(first) + 12 <= committed < len(first) + len(rest), "kill landed outside the run"
         assert coll.stale
         assert coll.index("audio").ntotal == len(first)
-        hits = search_vector(coll, embed_query(load_aligner("starter"), text="zero"), ["audio"], k=5)
-        assert len(hits) == 5
+    assert len(_search(target, load_aligner("starter"), ["audio"], 5, text="zero")) == 5
     subprocess.run(cmd, env=env, check=True, timeout=300)
     with Collection.open(target) as coll:
         counts = coll.catalog.counts()

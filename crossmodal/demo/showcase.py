@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crossmodal.aligner.model import Aligner
-from crossmodal.aligner.registry import load_aligner
+from crossmodal.engine import Engine
 from crossmodal.index.build import IndexReport, index_paths
-from crossmodal.index.collection import Collection
-from crossmodal.search import SearchResult, embed_query, search_vector
+from crossmodal.query import Query, QueryPart, SearchResult
 from crossmodal.settings import Settings
 
 CORPUS_DIR = Path(__file__).with_name("corpus")
@@ -40,13 +39,13 @@ def run_demo(folder: Path, settings: Settings, k: int = 3, text: str | None = No
     """Build (or bring up to date) the demo collection at ``folder`` and query it."""
     report = index_paths(folder, [CORPUS_DIR], settings, model_ref=model, progress=progress, aligner=aligner)
     results = []
-    with Collection.open(folder) as coll:
-        aligner = aligner or load_aligner(coll.model.ref)
+    with Engine.open(folder, settings=settings, aligner=aligner) as engine:
         text, image, audio = text or DEFAULT_TEXT_QUERY, image or DEFAULT_IMAGE_QUERY, audio or DEFAULT_AUDIO_QUERY
-        queries = [("text", repr(text), embed_query(aligner, text=text)),
-                   ("image", _shown(image), embed_query(aligner, image=image)),
-                   ("audio", _shown(audio), embed_query(aligner, audio=audio))]
-        for modality, name, vector in queries:
-            hits = {t: search_vector(coll, vector, [t], k) for t in ("text", "image", "audio") if t != modality}
+        queries = [("text", repr(text), QueryPart("text", text=text)),
+                   ("image", _shown(image), QueryPart("image", path=Path(image))),
+                   ("audio", _shown(audio), QueryPart("audio", path=Path(audio)))]
+        for modality, name, part in queries:
+            hits = {t: engine.search(Query((part,), targets=(t,), k=k)).results
+                    for t in ("text", "image", "audio") if t != modality}
             results.append(QueryResult(modality, name, hits))
     return report, results

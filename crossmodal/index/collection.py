@@ -163,9 +163,6 @@ class Collection:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     # Index files.
-    def _index_params(self, settings: IndexSettings) -> faiss_index.IndexParams:
-        return faiss_index.IndexParams()
-
     def sync_indexes(self, settings: IndexSettings, force: bool = False, progress=None) -> dict[str, Any]:
         """Bring the index files up to the catalog: append new vectors where nothing was removed
         and the index kind still fits, rebuild otherwise; then publish a new manifest."""
@@ -175,7 +172,6 @@ class Collection:
         old = self.manifest.get("indexes", {})
         old_max = int(self.manifest.get("max_vector_id", 0))
         new_max = self.catalog.max_vector_id()
-        params = self._index_params(settings)
         dim = self.model.embed_dim
         written: dict[str, Any] = {}
         for name, kinds in INDEX_KINDS.items():
@@ -183,6 +179,7 @@ class Collection:
             budget = settings.memory_budget_mb * 2**20
             wanted = settings.kind if settings.kind != "auto" else faiss_index.choose_index_kind(
                 count, dim, budget, settings.flat_max)
+            params = faiss_index.auto_params(wanted) if settings.kind == "auto" else faiss_index.IndexParams()
             entry = old.get(name)
             index = None
             if not force and entry is not None and entry.get("kind") == wanted:

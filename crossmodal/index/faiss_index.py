@@ -41,6 +41,9 @@ _MAX_NLIST = 65_536
 _MIN_PQ_BITS = 4
 _NORM_TOLERANCE = 1e-2
 _MISSING_SCORE = -np.inf
+# Filters keeping at most this many ids are searched exhaustively over the allowed ids (see search()).
+_FILTER_EXHAUSTIVE_MAX = 20_000
+_HNSW_FILTER_EF_MAX = 1024
 
 
 class IndexFileError(CrossmodalError):
@@ -398,16 +401,19 @@ def remove_ids(index: faiss.Index, ids: np.ndarray) -> int:
 
 
 def _search_params(kind: str, outer: faiss.Index, k: int, params: IndexParams, sel: faiss.IDSelector | None,
-                   full_probe: bool) -> list:
+                   exhaustive: bool, selectivity: float = 1.0) -> list:
     """FAISS SearchParameters for one search call, applying efSearch / nprobe / selector. Returned as a list whose
     first item goes to Index.search; the rest are nested parameter objects that must stay alive during the call."""
     extra = {"sel": sel} if sel is not None else {}
     if kind == "flat":
         return [faiss.SearchParameters(**extra) if extra else None]
     if kind == "hnsw":
-        return [faiss.SearchParametersHNSW(efSearch=max(params.hnsw_ef_search, k), **extra)]
+        ef = max(params.hnsw_ef_search, k)
+        if sel is not None:  # only allowed nodes fill the result list, so explore in proportion to what is excluded
+            ef = max(ef, min(math.ceil(ef / max(selectivity, 1e-9)), _HNSW_FILTER_EF_MAX))
+        return [faiss.SearchParametersHNSW(efSearch=ef, **extra)]
     ivf = _ivf_of(outer)
-    nprobe = ivf.nlist if full_probe else (params.ivf_nprobe if params.ivf_nprobe is not None else ivf.nprobe)
+    nprobe = ivf.nlist if exhaustive else (params.ivf_nprobe if params.ivf_nprobe is not None else ivf.nprobe)
     ivf_params = faiss.SearchParametersIVF(nprobe=max(1, min(nprobe, ivf.nlist)), **extra)
     if not isinstance(outer, faiss.IndexIDMap2):
         return [ivf_params]
@@ -416,17 +422,28 @@ def _search_params(kind: str, outer: faiss.Index, k: int, params: IndexParams, s
     return [refine_params, ivf_params]
 
 
-def _selector(kind: str, outer: faiss.Index, inner: faiss.Index | None, allowed: np.ndarray) -> faiss.IDSelector:
-    """IDSelectorBatch over the ids FAISS will test: external ids, except under IDMap2(Refine) where the IVF layer
-    sees IDMap2's internal positions (IDMap2 only translates a selector handed to it at the top level)."""
-    if kind == "ivf_pq" and inner is not None:
-        internal = np.flatnonzero(np.isin(faiss.vector_to_array(outer.id_map), allowed)).astype(np.int64)
-        return faiss.IDSelectorBatch(internal)
-    return faiss.IDSelectorBatch(allowed)
+def _selector(kind: str, outer: faiss.Index, allowed: np.ndarray) -> list:
+    """[selector FAISS should test, objects it references]. Under IDMap2(Refine) the IVF layer sees IDMap2's internal
+    positions (IDMap2 only translates a selector handed to it at the top level), so translate through id_map."""
+    batch = faiss.IDSelectorBatch(allowed)
+    if kind == "ivf_pq" and isinstance(outer, faiss.IndexIDMap2):
+        return [faiss.IDSelectorTranslated(outer.id_map, batch), batch]
+    return [batch]
 
 
 def _run(outer: faiss.Index, queries: np.ndarray, k: int, search_params: list) -> tuple[np.ndarray, np.ndarray]:
     scores, labels = outer.search(queries, k, params=search_params[0])
+    return scores, labels
+
+
+def _hnsw_exhaustive(outer: faiss.Index, inner: faiss.Index, queries: np.ndarray, k: int,
+                     allowed_sel: faiss.IDSelector) -> tuple[np.ndarray, np.ndarray]:
+    """Exact filtered search under HNSW: scan its flat vector store, scoring only vectors whose id is allowed."""
+    storage = faiss.downcast_index(inner.storage)
+    translated = faiss.IDSelectorTranslated(outer.id_map, allowed_sel)
+    scores, rows = storage.search(queries, k, params=faiss.SearchParameters(sel=translated))
+    id_map = faiss.rev_swig_ptr(outer.id_map.data(), outer.ntotal)
+    labels = np.where(rows >= 0, id_map[np.maximum(rows, 0)], -1)
     return scores, labels
 
 
@@ -441,9 +458,11 @@ def search(
     """Top-k by cosine: (scores (q, k) float32, ids (q, k) int64), best first; missing results have id -1 and score
     -inf. efSearch comes from params; nprobe from params.ivf_nprobe or else the value stored at build time.
 
-    selector_ids restricts results to those ids. Approximate kinds can come back short under a narrow filter (the
-    allowed vectors sit outside the probed lists / visited graph); such rows are redone exhaustively over the allowed
-    ids (IVF: every list; HNSW: exact scoring of the allowed vectors), so filtered results are complete.
+    selector_ids restricts results to those ids (FAISS selectors, no over-fetching). Approximate search misses allowed
+    neighbours under narrow filters, so a filter of <= 20,000 ids is answered exhaustively over the allowed ids (one
+    membership test per stored vector, distances only for allowed ones: exact for flat/hnsw/ivf_flat, PQ-ranked then
+    refined for ivf_pq). Wider filters use the approximate search (HNSW with efSearch raised by 1/selectivity), and
+    rows that come back short of k are redone exhaustively.
     """
     kind, outer, inner = _parts(index)
     q = _as_vectors(queries, "queries", dim=outer.d)
@@ -458,35 +477,28 @@ def search(
     if not q.shape[0] or not outer.ntotal or (allowed is not None and not allowed.size):
         return scores, labels
 
-    sel = _selector(kind, outer, inner, allowed) if allowed is not None else None
-    found_scores, found_labels = _run(outer, q, k, _search_params(kind, outer, k, params, sel, False))
-    scores[:], labels[:] = found_scores, found_labels
-
-    if allowed is not None and kind != "flat":
+    if allowed is None:
+        scores[:], labels[:] = _run(outer, q, k, _search_params(kind, outer, k, params, None, False))
+    else:
+        sel = _selector(kind, outer, allowed)
+        exhaustive = allowed.size <= _FILTER_EXHAUSTIVE_MAX
+        if kind == "hnsw" and exhaustive:
+            scores[:], labels[:] = _hnsw_exhaustive(outer, inner, q, k, sel[0])
+        else:
+            selectivity = min(1.0, allowed.size / outer.ntotal)
+            scores[:], labels[:] = _run(outer, q, k,
+                                        _search_params(kind, outer, k, params, sel[0], exhaustive, selectivity))
         expected = min(k, allowed.size, outer.ntotal)
         short = np.flatnonzero((labels >= 0).sum(axis=1) < expected)
-        if short.size:
-            _complete_filtered(kind, outer, inner, q, short, k, params, sel, allowed, scores, labels)
+        if short.size and kind != "flat" and not exhaustive:
+            rows_q = np.ascontiguousarray(q[short])
+            if kind == "hnsw":
+                scores[short], labels[short] = _hnsw_exhaustive(outer, inner, rows_q, k, sel[0])
+            else:
+                scores[short], labels[short] = _run(outer, rows_q, k,
+                                                    _search_params(kind, outer, k, params, sel[0], True))
     scores[labels < 0] = _MISSING_SCORE
     return scores, labels
-
-
-def _complete_filtered(kind, outer, inner, q, rows, k, params, sel, allowed, scores, labels) -> None:
-    """Redo `rows` of a filtered search exhaustively over the allowed ids (in place)."""
-    if kind == "hnsw":
-        present = allowed[np.isin(allowed, stored_ids(outer), assume_unique=True)]
-        if not present.size:
-            return
-        candidates = outer.reconstruct_batch(present)
-        sims = q[rows] @ candidates.T
-        take = min(k, present.size)
-        top = np.argsort(-sims, axis=1, kind="stable")[:, :take]
-        scores[rows, :take] = np.take_along_axis(sims, top, axis=1)
-        labels[rows, :take] = present[top]
-        return
-    redo_scores, redo_labels = _run(outer, np.ascontiguousarray(q[rows]), k,
-                                    _search_params(kind, outer, k, params, sel, True))
-    scores[rows], labels[rows] = redo_scores, redo_labels
 
 
 def recall_against_exact(

@@ -1,0 +1,227 @@
+"""The query planner: from a `Query` to ranked, filtered, personalised results.
+
+1. Embed each part (an LRU cache makes a repeated part free).
+2. Choose the indexes (one per target modality, or the joint one), an over-fetch k', and how
+   filters apply: inside FAISS through ID selectors when they are selective, on the fetched
+   results otherwise; either way every candidate is checked, so nothing outside leaks.
+3. Fuse. Early: one search with the weighted, renormalised sum of the part vectors. Late: one
+   search per part (and per target), merged by a weighted sum of cosines or by reciprocal-rank
+   fusion. Candidates are scored exactly from their stored vectors, so a candidate found by
+   one part still gets its true score from the others.
+4. Rerank with the user's preference vector, keep each item once at its best vector (an audio
+   item at its best window, with its time span), optionally diversify (MMR).
+
+Scores from different targets are comparable: every vector lives in one normalised space, so
+each part score is a cosine, and the merge ranks all targets' candidates by one final score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from crossmodal.aligner.model import Aligner
+from crossmodal.index.collection import Collection
+from crossmodal.ingest.decode import decode_audio, decode_image
+from crossmodal.query import Query, QueryError, QueryPart, SearchResult
+from crossmodal.rerank import Preference, blend, mmr_order, personal_scores
+from crossmodal.settings import Settings
+
+
+@dataclass
+class Plan:
+    """What the planner decided for one query (printed by `explain`)."""
+
+    parts: list[dict[str, Any]]
+    targets: list[str]
+    indexes: dict[str, str]
+    k: int
+    fetch: int
+    fusion: str
+    late_merge: str | None
+    filters: dict[str, Any]
+    filter_mode: str
+    allowed: int | None
+    user: str | None
+    user_events: int
+    beta: float
+    mmr_lambda: float
+    merge: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(v))
+    if norm < 1e-12:
+        raise QueryError("the weighted query parts cancel out; give different parts or weights")
+    return (v / norm).astype(np.float32)
+
+
+class EmbeddingCache:
+    """A small LRU of query-part vectors keyed by content (text, or the file's bytes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self.hits = 0
+
+    @staticmethod
+    def key(part: QueryPart) -> tuple[str, str] | None:
+        if part.text is not None:
+            return part.modality, "t:" + part.text
+        if part.path is not None:
+            try:
+                return part.modality, "f:" + hashlib.sha256(part.path.read_bytes()).hexdigest()
+            except OSError:
+                return None
+        return None
+
+    def get(self, key: tuple[str, str] | None) -> np.ndarray | None:
+        if key is None or key not in self.entries:
+            return None
+        self.entries.move_to_end(key)
+        self.hits += 1
+        return self.entries[key]
+
+    def put(self, key: tuple[str, str] | None, vector: np.ndarray) -> None:
+        if key is None or self.size <= 0:
+            return
+        self.entries[key] = vector
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+class Planner:
+    """Plans and runs queries against one collection with its aligner."""
+
+    def __init__(self, collection: Collection, aligner: Aligner, settings: Settings) -> None:
+        self.collection = collection
+        self.aligner = aligner
+        self.settings = settings
+        self.cache = EmbeddingCache(settings.search.embed_cache_size)
+
+    def embed_part(self, part: QueryPart) -> np.ndarray:
+        """The part's vector in the shared space (decoding files with the usual bounds)."""
+        if part.vector is not None:
+            v = np.asarray(part.vector, dtype=np.float32).reshape(-1)
+            if v.shape[0] != self.aligner.embed_dim or not np.isfinite(v).all():
+                raise QueryError(f"a query vector must hold {self.aligner.embed_dim} finite numbers")
+            return _normalise(v)
+        key = self.cache.key(part)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        if part.modality == "text":
+            vec = self.aligner.embed_texts([part.text])[0]
+        elif part.modality == "image":
+            vec = self.aligner.embed_images([decode_image(part.path)])[0]
+        else:
+            vec = self.aligner.embed_audio([decode_audio(part.path)], sources=[str(part.path)])[0].clip_vector
+        self.cache.put(key, vec)
+        return vec
+
+    def _allowed(self, query: Query) -> np.ndarray | None:
+        f = query.filters
+        if not f.active:
+            return None
+        time_range = None if f.after is None and f.before is None else (f.after, f.before)
+        return self.collection.catalog.filter_vector_ids(
+            modalities=f.modalities or None, uri_glob=f.uri_glob, meta=f.meta or None, time_range=time_range)
+
+    def run(self, query: Query, pref: Preference) -> tuple[Plan, list[SearchResult]]:
+        """Plan, search, fuse, filter, personalise and rank one query."""
+        s = self.settings
+        fusion = query.fusion or s.search.fusion
+        late_merge = (query.late_merge or s.search.late_merge) if fusion == "late" else None
+        names = ["joint"] if query.targets == ("joint",) else list(query.targets)
+        indexes = {n: self.collection.manifest["indexes"].get(n, {}).get("kind", "missing") for n in names}
+        vectors = np.stack([self.embed_part(p) for p in query.parts])
+        weights = np.array([p.weight for p in query.parts], dtype=np.float32)
+        weights = weights / weights.sum()
+        beta = s.personal.beta if pref.active else 0.0
+        early = _normalise(weights @ vectors) if fusion == "early" else None
+        probes = [early] if fusion == "early" else list(vectors)
+        if beta > 0:
+            probes.append(pref.vector)
+
+        allowed = self._allowed(query)
+        total = max((self.collection.index(n).ntotal for n in names), default=0)
+        all_vectors = sum(self.collection.index(n).ntotal for n in names)
+        inside = allowed is not None and len(allowed) <= s.search.selective_fraction * max(all_vectors, 1)
+        filter_mode = "none" if allowed is None else "inside the index (ID selector)" if inside else \
+            "after the search (over-fetched)"
+        fetch = min(max(query.k * s.search.overfetch, s.search.min_fetch), max(total, 1))
+        while True:
+            found: set[int] = set()
+            for probe in probes:
+                for name in names:
+                    if self.collection.index(name).ntotal == 0:
+                        continue
+                    _, ids = self.collection.search(name, probe, fetch, selector_ids=allowed if inside else None)
+                    ids = ids[0][ids[0] >= 0]
+                    if allowed is not None:
+                        ids = ids[np.isin(ids, allowed)]
+                    found.update(int(i) for i in ids)
+            hits = self.collection.catalog.describe(sorted(found))
+            if len({h.item_id for h in hits.values()}) >= query.k or fetch >= total:
+                break
+            fetch = min(total, fetch * 4)
+
+        plan = Plan(
+            parts=[{"modality": p.modality, "query": p.describe(), "weight": round(float(w), 4)}
+                   for p, w in zip(query.parts, weights)],
+            targets=list(query.targets), indexes=indexes, k=query.k, fetch=fetch, fusion=fusion,
+            late_merge=late_merge, filters=query.filters.as_dict(), filter_mode=filter_mode,
+            allowed=None if allowed is None else int(len(allowed)), user=query.user, user_events=pref.events,
+            beta=beta, mmr_lambda=s.personal.mmr_lambda,
+            merge="candidates from every target are ranked together by final score (all scores are cosines "
+                  "in one space); each item appears once, at its best-scoring vector")
+        if not hits:
+            return plan, []
+        ids = np.array(sorted(hits), dtype=np.int64)
+        stored = self.collection.catalog.vectors_by_id(ids)
+        x = np.stack([stored[int(i)] for i in ids])
+        part_cos = x @ vectors.T
+        if fusion == "early":
+            relevance = x @ early
+        elif late_merge == "score":
+            relevance = part_cos @ weights
+        else:
+            ranks = np.argsort(np.argsort(-part_cos, axis=0, kind="stable"), axis=0) + 1
+            rrf = (weights[None, :] / (s.search.rrf_k + ranks)).sum(axis=1)
+            relevance = rrf / (weights.sum() / (s.search.rrf_k + 1))
+        personal = personal_scores(pref, x)
+        final = blend(relevance, personal, beta) if beta > 0 else relevance
+
+        best: dict[int, int] = {}
+        for row, vid in enumerate(ids):
+            item = hits[int(vid)].item_id
+            if item not in best or final[row] > final[best[item]]:
+                best[item] = row
+        rows = np.array(sorted(best.values()))
+        order = mmr_order(final[rows], x[rows], query.k, s.personal.mmr_lambda)
+        results = []
+        for r in (rows[i] for i in order):
+            h = hits[int(ids[r])]
+            explanation = None
+            if query.explain:
+                explanation = {
+                    "parts": [{"modality": p.modality, "query": p.describe(), "weight": round(float(w), 4),
+                               "cosine": round(float(c), 6)} for p, w, c in zip(query.parts, weights, part_cos[r])],
+                    "relevance": round(float(relevance[r]), 6),
+                    "personal": round(float(personal[r]), 6) if beta > 0 else None,
+                    "beta": beta, "final": round(float(final[r]), 6), "vector_id": int(ids[r])}
+            label = h.meta.get("label")
+            results.append(SearchResult(
+                id=h.item_id, modality=h.modality, uri=h.uri, score=round(float(final[r]), 6),
+                start=h.start if h.kind == "audio" else None, end=h.end if h.kind == "audio" else None,
+                matched=h.kind, text=h.text if h.kind == "text" else h.meta.get("caption"),
+                label=None if label is None else str(label), explanation=explanation))
+        return plan, results
