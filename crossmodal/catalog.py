@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS items (
     meta TEXT NOT NULL DEFAULT '{}',
     added_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS items_modality ON items(modality);
+CREATE TABLE IF NOT EXISTS item_meta (
+    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS item_meta_key ON item_meta(key, value);
+CREATE INDEX IF NOT EXISTS item_meta_item ON item_meta(item_id);
 CREATE TABLE IF NOT EXISTS files (
     uri TEXT PRIMARY KEY,
     item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
@@ -246,6 +254,9 @@ class Catalog:
             "INSERT INTO items (content_hash, modality, modalities, meta, added_at) VALUES (?,?,?,?,?)",
             (item.content_hash, item.modality, ",".join(item.modalities), json.dumps(item.meta), time.time()))
         item_id = int(cur.lastrowid)
+        self.db.executemany("INSERT INTO item_meta (item_id, key, value) VALUES (?,?,?)",
+                            [(item_id, str(k), str(v)) for k, v in item.meta.items()
+                             if isinstance(v, (str, int, float)) and not isinstance(v, bool)])
         for kind, vector in item.vectors.items():
             if kind not in VECTOR_KINDS:
                 raise ValueError(f"unknown vector kind {kind!r}")
@@ -332,6 +343,17 @@ class Catalog:
                                           start, end, text, json.loads(meta))
         return out
 
+    def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, tuple[int, np.ndarray]]:
+        """Item id and stored vector of each vector id, in one light query (no metadata)."""
+        out: dict[int, tuple[int, np.ndarray]] = {}
+        ids = [int(v) for v in vector_ids]
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            for vid, item_id, blob in self.db.execute(
+                    f"SELECT id, item_id, vector FROM vectors WHERE id IN ({','.join('?' * len(part))})", part):
+                out[int(vid)] = (int(item_id), np.frombuffer(blob, dtype=np.float32))
+        return out
+
     def vectors_by_id(self, vector_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of the given ids (missing ids are absent)."""
         out: dict[int, np.ndarray] = {}
@@ -368,7 +390,7 @@ class Catalog:
         """Ids of the vectors whose item passes every given filter (sorted int64).
 
         ``modalities`` are item modalities, ``uri_glob`` is matched against every uri of the
-        item (shell-style, case-sensitive), ``meta`` values are compared as text, and
+        item (shell-style, case-sensitive), ``meta`` values are compared as text (numbers as Python prints them), and
         ``time_range`` bounds the file modification time (seconds since the epoch), falling back
         to the time the item was added for inline text."""
         clauses, args = [], []
@@ -379,8 +401,8 @@ class Catalog:
             clauses.append("EXISTS (SELECT 1 FROM files f WHERE f.item_id = i.id AND f.uri GLOB ?)")
             args.append(uri_glob)
         for key, value in (meta or {}).items():
-            clauses.append("CAST(json_extract(i.meta, ?) AS TEXT) = ?")
-            args += ['$."' + key.replace('"', '') + '"', str(value)]
+            clauses.append("i.id IN (SELECT item_id FROM item_meta WHERE key = ? AND value = ?)")
+            args += [str(key), str(value)]
         if time_range is not None:
             when = ("COALESCE((SELECT MAX(f.mtime_ns) FROM files f WHERE f.item_id = i.id) / 1e9, i.added_at)")
             low, high = time_range

@@ -72,7 +72,11 @@ class Engine:
         except BaseException:
             collection.close()
             raise
-        return cls(collection, aligner, settings or load_settings())
+        settings = settings or load_settings()
+        from crossmodal.index.faiss_index import set_threads
+
+        set_threads(settings.search.faiss_threads)
+        return cls(collection, aligner, settings)
 
     def close(self) -> None:
         self.collection.close()

@@ -106,6 +106,7 @@ class Planner:
         self.aligner = aligner
         self.settings = settings
         self.cache = EmbeddingCache(settings.search.embed_cache_size)
+        self._filter_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
 
     def embed_part(self, part: QueryPart) -> np.ndarray:
         """The part's vector in the shared space (decoding files with the usual bounds)."""
@@ -128,12 +129,22 @@ class Planner:
         return vec
 
     def _allowed(self, query: Query) -> np.ndarray | None:
+        """Vector ids passing the filters; cached per catalog generation, since a UI repeats them."""
         f = query.filters
         if not f.active:
             return None
+        key = (self.collection.catalog.generation, repr(f))
+        cached = self._filter_cache.get(key)
+        if cached is not None:
+            self._filter_cache.move_to_end(key)
+            return cached
         time_range = None if f.after is None and f.before is None else (f.after, f.before)
-        return self.collection.catalog.filter_vector_ids(
+        allowed = self.collection.catalog.filter_vector_ids(
             modalities=f.modalities or None, uri_glob=f.uri_glob, meta=f.meta or None, time_range=time_range)
+        self._filter_cache[key] = allowed
+        while len(self._filter_cache) > 32:
+            self._filter_cache.popitem(last=False)
+        return allowed
 
     def run(self, query: Query, pref: Preference) -> tuple[Plan, list[SearchResult]]:
         """Plan, search, fuse, filter, personalise and rank one query."""
@@ -147,9 +158,12 @@ class Planner:
         weights = weights / weights.sum()
         beta = s.personal.beta if pref.active else 0.0
         early = _normalise(weights @ vectors) if fusion == "early" else None
-        probes = [early] if fusion == "early" else list(vectors)
-        if beta > 0:
-            probes.append(pref.vector)
+        if fusion == "early":
+            # The final score (1 - beta) cos(q, x) + beta cos(u, x) is x . ((1 - beta) q + beta u), so one
+            # search with that vector finds the exact personalised top k.
+            probes = [_normalise((1 - beta) * early + beta * pref.vector) if beta > 0 else early]
+        else:
+            probes = list(vectors) + ([pref.vector] if beta > 0 else [])
 
         allowed = self._allowed(query)
         total = max((self.collection.index(n).ntotal for n in names), default=0)
@@ -169,8 +183,8 @@ class Planner:
                     if allowed is not None:
                         ids = ids[np.isin(ids, allowed)]
                     found.update(int(i) for i in ids)
-            hits = self.collection.catalog.describe(sorted(found))
-            if len({h.item_id for h in hits.values()}) >= query.k or fetch >= total:
+            owners = self.collection.catalog.vector_owners(sorted(found))
+            if len({item for item, _ in owners.values()}) >= query.k or fetch >= total:
                 break
             fetch = min(total, fetch * 4)
 
@@ -183,11 +197,10 @@ class Planner:
             beta=beta, mmr_lambda=s.personal.mmr_lambda,
             merge="candidates from every target are ranked together by final score (all scores are cosines "
                   "in one space); each item appears once, at its best-scoring vector")
-        if not hits:
+        if not owners:
             return plan, []
-        ids = np.array(sorted(hits), dtype=np.int64)
-        stored = self.collection.catalog.vectors_by_id(ids)
-        x = np.stack([stored[int(i)] for i in ids])
+        ids = np.array(sorted(owners), dtype=np.int64)
+        x = np.stack([owners[int(i)][1] for i in ids])
         part_cos = x @ vectors.T
         if fusion == "early":
             relevance = x @ early
@@ -202,14 +215,18 @@ class Planner:
 
         best: dict[int, int] = {}
         for row, vid in enumerate(ids):
-            item = hits[int(vid)].item_id
+            item = owners[int(vid)][0]
             if item not in best or final[row] > final[best[item]]:
                 best[item] = row
         rows = np.array(sorted(best.values()))
         order = mmr_order(final[rows], x[rows], query.k, s.personal.mmr_lambda)
+        chosen = [int(rows[i]) for i in order]
+        hits = self.collection.catalog.describe([int(ids[r]) for r in chosen])
         results = []
-        for r in (rows[i] for i in order):
-            h = hits[int(ids[r])]
+        for r in chosen:
+            h = hits.get(int(ids[r]))
+            if h is None:
+                continue
             explanation = None
             if query.explain:
                 explanation = {

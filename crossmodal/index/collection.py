@@ -169,6 +169,13 @@ class Collection:
         generation = self.catalog.generation
         if not force and not self.stale and all(k in self.manifest["indexes"] for k in INDEX_KINDS):
             return self.manifest
+        previous_threads = faiss_index.set_threads(settings.build_threads)
+        try:
+            return self._publish(settings, generation, force, progress)
+        finally:
+            faiss_index.set_threads(previous_threads)
+
+    def _publish(self, settings: IndexSettings, generation: int, force: bool, progress) -> dict[str, Any]:
         old = self.manifest.get("indexes", {})
         old_max = int(self.manifest.get("max_vector_id", 0))
         new_max = self.catalog.max_vector_id()
