@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -161,12 +162,10 @@ class Catalog:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         try:
-            self.db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
-                                      check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(_SCHEMA)
             row = self.db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
             if row is None:
@@ -177,8 +176,30 @@ class Catalog:
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"{self.path}: not a usable catalog database ({exc})") from None
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection (SQLite connections must not be shared between threads;
+        WAL lets readers in several threads run alongside one writer)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.DatabaseError as exc:
+                raise CatalogError(f"{self.path}: not a usable catalog database ({exc})") from None
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
     def close(self) -> None:
-        self.db.close()
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     def __enter__(self) -> Catalog:
         return self

@@ -237,7 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _emit_json({"collection": str(folder), "index": report.as_dict(), "queries": [
             {"modality": r.modality, "query": r.query,
              "results": {t: [h.as_dict() for h in hits] for t, hits in r.hits.items()}} for r in results]})
-        return EXIT_OK
+        return EXIT_OK if args.no_serve else _serve(args, folder)
     print(f"demo collection {folder}: {report.counts.get('items', 0)} items "
           f"({report.added} added now, {report.unchanged} already indexed)\n")
     for r in results:
@@ -247,7 +247,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"  -> {target:<5} #{rank}  {h.score:6.3f}  label {h.label or '-':<3} {_what(h)}")
         print()
     print(f"search it yourself: crossmodal search --index {args.index} --text 'a handwritten four'")
-    return EXIT_OK
+    if args.no_serve:
+        return EXIT_OK
+    print()
+    return _serve(args, folder)
 
 
 def _collection_folder(args: argparse.Namespace) -> Path:
@@ -363,6 +366,27 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace, folder: Path) -> int:
+    from crossmodal.engine import Engine
+    from crossmodal.serve import serve
+    from crossmodal.settings import load_settings
+
+    settings = load_settings(args.settings)
+    engine = Engine.open(folder, settings=settings, model=getattr(args, "model", None))
+
+    def ready(url: str) -> None:
+        print(f"crossmodal: serving collection {engine.collection.name} at {url}  (Ctrl+C to stop)", flush=True,
+              file=sys.stderr if args.json else sys.stdout)
+
+    serve(engine, settings, host=args.host, port=args.port, on_ready=ready)
+    print("crossmodal: stopped", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _serve(args, _collection_folder(args))
+
+
 def cmd_feedback(args: argparse.Namespace) -> int:
     event = "like" if args.like else "dislike" if args.dislike else "click"
     with _open_engine(args) as engine:
@@ -405,7 +429,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-    "demo": ("index the bundled demo corpus and search it from every modality", cmd_demo),
+    "demo": ("index the bundled demo corpus, search it from every modality, serve the web UI", cmd_demo),
     "train": ("train an aligner on a JSONL manifest", cmd_train),
     "eval": ("retrieval metrics of an aligner on a labelled JSONL manifest", cmd_eval),
     "models": ("list shipped models and aligner configs", cmd_models),
@@ -414,6 +438,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "remove": ("remove items from a collection", cmd_remove),
     "feedback": ("record a user's like, dislike or click on an item", cmd_feedback),
     "user": ("export (and optionally delete) a user's feedback history", cmd_user),
+    "serve": ("serve the HTTP API and the web UI for a collection", cmd_serve),
 }
 
 
@@ -443,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", type=Path, help="image file to query with")
     p.add_argument("--audio", type=Path, help="audio file to query with")
     collection_options(p, default="demo")
+    p.add_argument("--no-serve", action="store_true", help="print the sample searches and exit (no web server)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
 
     p = parsers["train"]
     p.add_argument("--manifest", required=True, type=Path, help="JSONL items or pairs with labels/groups")
@@ -500,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--like", action="store_true")
     e.add_argument("--dislike", action="store_true")
     e.add_argument("--click", action="store_true")
+
+    p = parsers["serve"]
+    collection_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    p.add_argument("--model", default=None, help="must match the collection's model (default: its own)")
 
     p = parsers["user"]
     collection_options(p)

@@ -7,13 +7,13 @@
         hits = engine.search(Query((QueryPart("text", text="seven"),), targets=("image",), k=5, user="ana"))
         engine.feedback("ana", hits.results[0].id, "like")
 
-One engine may serve many threads: searches share the loaded model and indexes, and catalog
-access is serialised by a lock (SQLite connections are not safe for concurrent use).
+One engine may serve many threads at once: they share the loaded model and indexes (FAISS and
+torch inference are safe for concurrent reads), each thread has its own SQLite connection, and
+only the planner's small caches take a lock.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,6 @@ class Engine:
         self.aligner = aligner
         self.settings = settings
         self.planner = Planner(collection, aligner, settings)
-        self.lock = threading.RLock()
 
     @classmethod
     def open(cls, index: str | Path = "default", root: str | Path = DEFAULT_INDEX_ROOT,
@@ -89,14 +88,12 @@ class Engine:
 
     @property
     def stale(self) -> bool:
-        with self.lock:
-            return self.collection.stale
+        return self.collection.stale
 
     def search(self, query: Query) -> SearchResponse:
         """Ranked results for a query, personalised when it names a user with history."""
-        with self.lock:
-            pref = preference_vector(self.collection.catalog, query.user, self.settings.personal)
-            plan, results = self.planner.run(query, pref)
+        pref = preference_vector(self.collection.catalog, query.user, self.settings.personal)
+        plan, results = self.planner.run(query, pref)
         return SearchResponse(results, plan)
 
     def explain(self, query: Query) -> SearchResponse:
@@ -111,21 +108,19 @@ class Engine:
             raise QueryError(f"event: {event!r} is not one of {list(FEEDBACK_EVENTS)}")
         if not user or not user.strip() or len(user) > 200:
             raise QueryError("user: must be a non-empty name of at most 200 characters")
-        with self.lock, self.collection.catalog.transaction():
+        with self.collection.catalog.transaction():
             try:
                 return self.collection.catalog.add_feedback(user, int(item_id), event)
             except CatalogError as exc:
                 raise QueryError(f"item: {exc}") from None
 
     def export_user(self, user: str) -> dict[str, Any]:
-        with self.lock:
-            return export_history(self.collection.catalog, user)
+        return export_history(self.collection.catalog, user)
 
     def delete_user(self, user: str) -> int:
         """Forget a user's history; their next query is neutral again. Returns events deleted."""
-        with self.lock, self.collection.catalog.transaction():
+        with self.collection.catalog.transaction():
             return self.collection.catalog.delete_user(user)
 
     def item(self, item_id: int) -> dict[str, Any] | None:
-        with self.lock:
-            return self.collection.catalog.item(item_id)
+        return self.collection.catalog.item(item_id)

@@ -18,6 +18,7 @@ each part score is a cosine, and the merge ranks all targets' candidates by one 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 
 from crossmodal.aligner.model import Aligner
 from crossmodal.index.collection import Collection
-from crossmodal.ingest.decode import decode_audio, decode_image
+from crossmodal.ingest.decode import DecodeLimits, decode_audio, decode_image
 from crossmodal.query import Query, QueryError, QueryPart, SearchResult
 from crossmodal.rerank import Preference, blend, mmr_order, personal_scores
 from crossmodal.settings import Settings
@@ -70,6 +71,7 @@ class EmbeddingCache:
         self.size = size
         self.entries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self.hits = 0
+        self.lock = threading.Lock()
 
     @staticmethod
     def key(part: QueryPart) -> tuple[str, str] | None:
@@ -83,19 +85,21 @@ class EmbeddingCache:
         return None
 
     def get(self, key: tuple[str, str] | None) -> np.ndarray | None:
-        if key is None or key not in self.entries:
-            return None
-        self.entries.move_to_end(key)
-        self.hits += 1
-        return self.entries[key]
+        with self.lock:
+            if key is None or key not in self.entries:
+                return None
+            self.entries.move_to_end(key)
+            self.hits += 1
+            return self.entries[key]
 
     def put(self, key: tuple[str, str] | None, vector: np.ndarray) -> None:
         if key is None or self.size <= 0:
             return
-        self.entries[key] = vector
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
+        with self.lock:
+            self.entries[key] = vector
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
 
 
 class Planner:
@@ -107,6 +111,7 @@ class Planner:
         self.settings = settings
         self.cache = EmbeddingCache(settings.search.embed_cache_size)
         self._filter_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
+        self._filter_lock = threading.Lock()
 
     def embed_part(self, part: QueryPart) -> np.ndarray:
         """The part's vector in the shared space (decoding files with the usual bounds)."""
@@ -119,12 +124,15 @@ class Planner:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
+        limits = DecodeLimits(max_image_pixels=self.settings.search.query_max_image_pixels,
+                              max_audio_seconds=self.settings.search.query_max_audio_seconds)
         if part.modality == "text":
             vec = self.aligner.embed_texts([part.text])[0]
         elif part.modality == "image":
-            vec = self.aligner.embed_images([decode_image(part.path)])[0]
+            vec = self.aligner.embed_images([decode_image(part.path, limits)])[0]
         else:
-            vec = self.aligner.embed_audio([decode_audio(part.path)], sources=[str(part.path)])[0].clip_vector
+            wave = decode_audio(part.path, limits)
+            vec = self.aligner.embed_audio([wave], sources=[str(part.path)])[0].clip_vector
         self.cache.put(key, vec)
         return vec
 
@@ -134,16 +142,18 @@ class Planner:
         if not f.active:
             return None
         key = (self.collection.catalog.generation, repr(f))
-        cached = self._filter_cache.get(key)
-        if cached is not None:
-            self._filter_cache.move_to_end(key)
-            return cached
+        with self._filter_lock:
+            cached = self._filter_cache.get(key)
+            if cached is not None:
+                self._filter_cache.move_to_end(key)
+                return cached
         time_range = None if f.after is None and f.before is None else (f.after, f.before)
         allowed = self.collection.catalog.filter_vector_ids(
             modalities=f.modalities or None, uri_glob=f.uri_glob, meta=f.meta or None, time_range=time_range)
-        self._filter_cache[key] = allowed
-        while len(self._filter_cache) > 32:
-            self._filter_cache.popitem(last=False)
+        with self._filter_lock:
+            self._filter_cache[key] = allowed
+            while len(self._filter_cache) > 32:
+                self._filter_cache.popitem(last=False)
         return allowed
 
     def run(self, query: Query, pref: Preference) -> tuple[Plan, list[SearchResult]]:

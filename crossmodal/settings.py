@@ -67,6 +67,9 @@ class SearchSettings:
     """Filters allowing at most this fraction of an index run inside FAISS (ID selectors);
     wider ones are applied to over-fetched results."""
     embed_cache_size: int = 256
+    query_max_audio_seconds: float = 60.0
+    """Longest audio clip accepted as a query part (checked from the header before decoding)."""
+    query_max_image_pixels: int = 40_000_000
     faiss_threads: int = 1
     """OpenMP threads for FAISS searches in a serving process. One query runs on one thread
     anyway, and on a busy machine extra threads spin and wait: measured on 2 cores under load,
@@ -88,11 +91,23 @@ class PersonalSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """The HTTP server: bounds on what one request may cost."""
+
+    max_upload_mb: float = 32.0
+    """Whole request body limit; larger requests get 413."""
+    threads: int = 8
+    """Waitress worker threads (concurrent requests)."""
+    max_k: int = 100
+
+
+@dataclass(frozen=True)
 class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     personal: PersonalSettings = field(default_factory=PersonalSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
 
 def _apply(section: Any, values: dict[str, Any], where: str) -> Any:

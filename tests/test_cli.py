@@ -88,7 +88,7 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_demo_indexes_the_corpus_and_shows_every_direction(capsys, tmp_path):
-    code, out, _ = _run(capsys, "demo", "--json", "-q", "-k", "2", "--index", str(tmp_path / "demo"))
+    code, out, _ = _run(capsys, "demo", "--json", "-q", "-k", "2", "--index", str(tmp_path / "demo"), "--no-serve")
     assert code == EXIT_OK
     report = json.loads(out)
     assert [q["modality"] for q in report["queries"]] == ["text", "image", "audio"]
@@ -98,7 +98,7 @@ def test_demo_indexes_the_corpus_and_shows_every_direction(capsys, tmp_path):
     text_query = report["queries"][0]
     assert all(hit["label"] == "7" for hits in text_query["results"].values() for hit in hits)
     assert report["index"]["added"] == report["index"]["counts"]["items"] > 800
-    code, out, _ = _run(capsys, "demo", "--json", "-q", "--index", str(tmp_path / "demo"))
+    code, out, _ = _run(capsys, "demo", "--json", "-q", "--index", str(tmp_path / "demo"), "--no-serve")
     assert code == EXIT_OK and json.loads(out)["index"]["added"] == 0
 
 

@@ -131,7 +131,10 @@ def _check_kind(kind: str) -> None:
 
 
 def default_nlist(n: int, n_train: int) -> int:
-    """~4*sqrt(n) lists, capped so every list gets >= 39 training points; below _MIN_NLIST means 'too few for IVF'."""
+    """~4*sqrt(n) lists, capped so every list gets >= 39 training points; below _MIN_NLIST means 'too few for IVF'.
+
+    With the default train_sample (100k) the cap is 2564 lists, reached at ~410k vectors; past a few million vectors
+    lists grow long enough to slow queries, so raise train_sample (and the build time) with the collection."""
     cap = min(_MAX_NLIST, n_train // _MIN_POINTS_PER_CENTROID)
     return min(max(_MIN_NLIST, round(4 * math.sqrt(max(n, 1)))), cap)
 
@@ -180,7 +183,7 @@ def choose_index_kind(n: int, dim: int, memory_budget_bytes: int, flat_max: int 
     fits = {k: estimate_memory_bytes(k, n, dim) <= memory_budget_bytes for k in ("flat", "hnsw", "ivf_flat")}
     if n <= flat_max and fits["flat"]:
         return "flat"
-    for kind in (PREFERRED_APPROX_KIND, "hnsw", "ivf_flat"):
+    for kind in dict.fromkeys((PREFERRED_APPROX_KIND, "ivf_flat", "hnsw")):
         if fits[kind]:
             return kind
     return "ivf_pq"

@@ -54,3 +54,27 @@ def sniff_file(path: Path) -> str | None:
     if not head:
         raise DecodeError(path, "file is empty")
     return sniff_bytes(head, path.suffix)
+
+
+_MIME = (
+    (lambda h: h.startswith(b"\xff\xd8\xff"), "image/jpeg"),
+    (lambda h: h.startswith(b"\x89PNG\r\n\x1a\n"), "image/png"),
+    (lambda h: h[:6] in (b"GIF87a", b"GIF89a"), "image/gif"),
+    (lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", "image/webp"),
+    (lambda h: h.startswith(b"BM"), "image/bmp"),
+    (lambda h: h[:4] in (b"II*\x00", b"MM\x00*"), "image/tiff"),
+    (lambda h: h[:4] in (b"RIFF", b"RIFX", b"RF64") and h[8:12] == b"WAVE", "audio/wav"),
+    (lambda h: h.startswith(b"fLaC"), "audio/flac"),
+    (lambda h: h.startswith(b"OggS"), "audio/ogg"),
+    (lambda h: h[:4] == b"FORM" and h[8:12] in (b"AIFF", b"AIFC"), "audio/aiff"),
+)
+
+
+def mime_type(head: bytes, modality: str | None = None) -> str:
+    """The Content-Type to serve a catalogued file with, from its first bytes."""
+    for test, mime in _MIME:
+        if test(head):
+            return mime
+    if modality == "audio" or _is_audio(head):
+        return "audio/mpeg"
+    return "text/plain; charset=utf-8" if modality == "text" else "application/octet-stream"

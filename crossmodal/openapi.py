@@ -1,0 +1,93 @@
+"""The OpenAPI 3.1 description of the HTTP API (served at /api/openapi.json); a test checks
+that it lists exactly the app's routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crossmodal import __version__
+
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): _ERROR for c in codes}
+
+
+def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
+    item_id = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    user = {"name": "user", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
+    search_fields = {
+        "k": {"type": "integer", "minimum": 1, "default": 10},
+        "targets": {"description": "image, audio, text (any subset; comma-separated in forms) or joint"},
+        "weights": {"description": "one positive weight per part, in the order text, image, audio"},
+        "user": {"type": "string", "description": "personalise with this user's feedback"},
+        "explain": {"type": "boolean", "description": "include the plan and each result's score parts"},
+        "fusion": {"type": "string", "enum": ["early", "late"]},
+        "merge": {"type": "string", "enum": ["score", "rrf"]},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "crossmodal", "version": __version__,
+                 "description": "Cross-modal search over one collection: text, image and audio queries."},
+        "paths": {
+            "/api/search": {"post": {
+                "summary": "Search by text, an uploaded image and/or an uploaded audio clip",
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "properties": {
+                        "text": {"type": "string"},
+                        "image": {"type": "string", "format": "binary",
+                                  "description": "JPEG, PNG, WebP, GIF, BMP or TIFF"},
+                        "audio": {"type": "string", "format": "binary", "description": "WAV, FLAC, OGG or MP3"},
+                        **search_fields}}},
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "text": {"type": "string"}, **search_fields,
+                        "filters": {"$ref": "#/components/schemas/Filters"}}}}},
+                    "description": f"at most {max_upload_bytes} bytes in all"},
+                "responses": {"200": {"description": "results", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/SearchResponse"}}}},
+                    **_errors(400, 413, 415, 422)}}},
+            "/api/items/{item_id}": {"get": {
+                "summary": "One catalogued item", "parameters": [item_id],
+                "responses": {"200": {"description": "the item"}, **_errors(404)}}},
+            "/api/items/{item_id}/media": {"get": {
+                "summary": "The item's file (images, audio with range requests) or its text",
+                "parameters": [item_id],
+                "responses": {"200": {"description": "the media"}, **_errors(404)}}},
+            "/api/items/{item_id}/thumbnail": {"get": {
+                "summary": "A PNG thumbnail of an image item",
+                "parameters": [item_id, {"name": "size", "in": "query",
+                                         "schema": {"type": "integer", "minimum": 16, "maximum": 1024}}],
+                "responses": {"200": {"description": "PNG", "content": {"image/png": {}}}, **_errors(400, 404, 422)}}},
+            "/api/feedback": {"post": {
+                "summary": "Record a like, dislike or click; it shapes the user's next search",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["user", "item", "event"], "properties": {
+                        "user": {"type": "string"}, "item": {"type": "integer"},
+                        "event": {"type": "string", "enum": ["like", "dislike", "click"]}}}}}},
+                "responses": {"201": {"description": "recorded"}, **_errors(400, 404)}}},
+            "/api/users/{user}/feedback": {
+                "get": {"summary": "Export a user's feedback history", "parameters": [user],
+                        "responses": {"200": {"description": "the history"}}},
+                "delete": {"summary": "Delete a user's feedback history", "parameters": [user],
+                           "responses": {"200": {"description": "how many events were deleted"}}}},
+            "/api/health": {"get": {"summary": "Liveness and collection summary",
+                                    "responses": {"200": {"description": "ok"}}}},
+            "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "ok"}}}},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Filters": {"type": "object", "properties": {
+                "modalities": {"type": "array", "items": {"type": "string", "enum": ["text", "image", "audio"]}},
+                "uri_glob": {"type": "string"}, "meta": {"type": "object"},
+                "after": {"type": "number"}, "before": {"type": "number"}}},
+            "Result": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "modality": {"type": "string"}, "uri": {"type": "string"},
+                "score": {"type": "number"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
+                "matched": {"type": "string"}, "text": {"type": ["string", "null"]},
+                "label": {"type": ["string", "null"]}, "explanation": {"type": "object"}}},
+            "SearchResponse": {"type": "object", "properties": {
+                "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
+                "plan": {"type": "object"}}},
+        }},
+    }

@@ -1,0 +1,303 @@
+// crossmodal web UI: one page, no build step. Talks to the JSON API under /api.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { image: null, audio: null, lastQuery: null, recorder: null, feedback: {} };
+const MAX_RECORD_SECONDS = 30;
+
+function cookie(name) {
+  const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
+  return hit ? decodeURIComponent(hit.slice(name.length + 1)) : "";
+}
+
+function setCookie(name, value) {
+  document.cookie = `${name}=${encodeURIComponent(value)}; path=/; max-age=31536000; SameSite=Lax`;
+}
+
+function say(text) { $("message").textContent = text || ""; }
+
+function setImage(file) {
+  if (file && !file.type.startsWith("image/") && file.type !== "") {
+    say(`That file is ${file.type || "not an image"}; choose an image.`);
+    return;
+  }
+  state.image = file;
+  const preview = $("image-preview");
+  preview.replaceChildren();
+  if (file) {
+    const img = document.createElement("img");
+    img.alt = "query image";
+    img.src = URL.createObjectURL(file);
+    preview.append(img);
+  } else {
+    $("image").value = "";
+  }
+  $("image-clear").hidden = !file;
+}
+
+function setAudio(blob, label) {
+  state.audio = blob;
+  const preview = $("audio-preview");
+  preview.replaceChildren();
+  if (blob) {
+    const player = document.createElement("audio");
+    player.controls = true;
+    player.src = URL.createObjectURL(blob);
+    player.setAttribute("aria-label", label || "query audio");
+    preview.append(player);
+  } else {
+    $("audio").value = "";
+  }
+  $("audio-clear").hidden = !blob;
+}
+
+// Browsers record compressed WebM/Opus, which the server's decoders do not read: decode it
+// here with the Web Audio API and send 16-bit mono WAV instead.
+function encodeWav(buffer) {
+  const rate = buffer.sampleRate;
+  const frames = buffer.length;
+  const mono = new Float32Array(frames);
+  for (let c = 0; c < buffer.numberOfChannels; c++) {
+    const data = buffer.getChannelData(c);
+    for (let i = 0; i < frames; i++) mono[i] += data[i] / buffer.numberOfChannels;
+  }
+  const out = new DataView(new ArrayBuffer(44 + frames * 2));
+  const text = (offset, s) => { for (let i = 0; i < s.length; i++) out.setUint8(offset + i, s.charCodeAt(i)); };
+  text(0, "RIFF"); out.setUint32(4, 36 + frames * 2, true); text(8, "WAVE");
+  text(12, "fmt "); out.setUint32(16, 16, true); out.setUint16(20, 1, true); out.setUint16(22, 1, true);
+  out.setUint32(24, rate, true); out.setUint32(28, rate * 2, true); out.setUint16(32, 2, true);
+  out.setUint16(34, 16, true); text(36, "data"); out.setUint32(40, frames * 2, true);
+  for (let i = 0; i < frames; i++) {
+    const v = Math.max(-1, Math.min(1, mono[i]));
+    out.setInt16(44 + i * 2, v < 0 ? v * 0x8000 : v * 0x7fff, true);
+  }
+  return new Blob([out.buffer], { type: "audio/wav" });
+}
+
+async function toggleRecording() {
+  const button = $("record");
+  if (state.recorder) {
+    state.recorder.stop();
+    return;
+  }
+  if (!navigator.mediaDevices || !window.MediaRecorder) {
+    say("This browser cannot record audio; upload a file instead.");
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    say(`Microphone unavailable: ${err.message}`);
+    return;
+  }
+  const chunks = [];
+  const recorder = new MediaRecorder(stream);
+  state.recorder = recorder;
+  recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+  recorder.onstop = async () => {
+    clearTimeout(state.recordTimer);
+    stream.getTracks().forEach((t) => t.stop());
+    state.recorder = null;
+    button.textContent = "Record";
+    button.setAttribute("aria-pressed", "false");
+    $("record-status").textContent = "Processing recording…";
+    try {
+      const ctx = new AudioContext();
+      const decoded = await ctx.decodeAudioData(await new Blob(chunks).arrayBuffer());
+      ctx.close();
+      setAudio(encodeWav(decoded), "recorded audio");
+      $("record-status").textContent = `Recorded ${decoded.duration.toFixed(1)} s.`;
+    } catch (err) {
+      $("record-status").textContent = "";
+      say(`Could not read the recording: ${err.message}`);
+    }
+  };
+  recorder.start();
+  state.recordTimer = setTimeout(() => recorder.state === "recording" && recorder.stop(), MAX_RECORD_SECONDS * 1000);
+  button.textContent = "Stop";
+  button.setAttribute("aria-pressed", "true");
+  $("record-status").textContent = "Recording… press Stop when done.";
+}
+
+function buildQuery() {
+  const form = new FormData();
+  const text = $("text").value.trim();
+  if (text) form.append("text", text);
+  if (state.image) form.append("image", state.image, state.image.name || "image");
+  if (state.audio) form.append("audio", state.audio, state.audio.name || "audio.wav");
+  if (!text && !state.image && !state.audio) return null;
+  const targets = [...document.querySelectorAll("input[name=target]:checked")].map((c) => c.value);
+  form.append("targets", targets.join(","));
+  form.append("k", $("k").value || "12");
+  const user = $("user").value.trim();
+  if (user) form.append("user", user);
+  if ($("explain").checked) form.append("explain", "true");
+  return form;
+}
+
+async function runSearch(form) {
+  say("");
+  $("summary").textContent = "Searching…";
+  $("search").disabled = true;
+  try {
+    const response = await fetch("/api/search", { method: "POST", body: form });
+    const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+    if (!response.ok) {
+      $("summary").textContent = "";
+      say(body.error || `Search failed (HTTP ${response.status}).`);
+      return;
+    }
+    render(body.results);
+  } catch (err) {
+    $("summary").textContent = "";
+    say(`Cannot reach the server: ${err.message}`);
+  } finally {
+    $("search").disabled = false;
+  }
+}
+
+function basename(uri) { return uri.split(/[\\/]/).pop(); }
+
+function render(results) {
+  const list = $("results");
+  list.replaceChildren();
+  if (!results.length) {
+    $("summary").textContent = "No results. Try other words, or include more target kinds.";
+    return;
+  }
+  $("summary").textContent = `${results.length} result${results.length === 1 ? "" : "s"}.`;
+  for (const r of results) list.append(resultCard(r));
+}
+
+function resultCard(r) {
+  const li = document.createElement("li");
+  li.className = "result";
+  li.dataset.id = r.id;
+  li.dataset.label = r.label ?? "";
+  li.dataset.modality = r.modality;
+  const title = r.label ? `${r.modality}, label ${r.label}` : r.modality;
+  if (r.modality === "image") {
+    const img = document.createElement("img");
+    img.src = `/api/items/${r.id}/thumbnail?size=128`;
+    img.alt = `image result: ${title}`;
+    img.loading = "lazy";
+    li.append(img);
+  } else if (r.modality === "audio") {
+    const player = document.createElement("audio");
+    player.controls = true;
+    player.preload = "none";
+    const span = r.start != null ? `#t=${r.start.toFixed(2)},${r.end.toFixed(2)}` : "";
+    player.src = `/api/items/${r.id}/media${span}`;
+    player.setAttribute("aria-label", `audio result: ${title}`);
+    li.append(player);
+  }
+  if (r.text) {
+    const p = document.createElement("p");
+    p.className = "snippet";
+    p.textContent = r.text.length > 200 ? r.text.slice(0, 197) + "…" : r.text;
+    li.append(p);
+  }
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const span = r.start != null ? ` · ${r.start.toFixed(1)}–${r.end.toFixed(1)} s` : "";
+  meta.innerHTML = "";
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = r.score.toFixed(3);
+  meta.append(score, ` · ${title}${span} · ${r.uri.includes("#L") ? "text" : basename(r.uri)}`);
+  li.append(meta);
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  for (const [event, label] of [["like", "Like"], ["dislike", "Dislike"]]) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = event;
+    b.textContent = label;
+    b.setAttribute("aria-label", `${label} result ${r.id} (${title})`);
+    b.setAttribute("aria-pressed", String(state.feedback[r.id] === event));
+    b.addEventListener("click", () => sendFeedback(r.id, event));
+    actions.append(b);
+  }
+  li.append(actions);
+  if (r.explanation) {
+    const d = document.createElement("details");
+    const s = document.createElement("summary");
+    s.textContent = "Why this score";
+    const pre = document.createElement("pre");
+    const e = r.explanation;
+    const parts = e.parts.map((p) => `${p.modality} ${p.query} ×${p.weight}: cos ${p.cosine.toFixed(3)}`).join("\n");
+    const personal = e.personal == null ? "" : `\npersonal ${e.personal.toFixed(3)} (β ${e.beta})`;
+    pre.textContent = `${parts}\nrelevance ${e.relevance.toFixed(3)}${personal}\nfinal ${e.final.toFixed(3)}`;
+    d.append(s, pre);
+    li.append(d);
+  }
+  return li;
+}
+
+async function sendFeedback(item, event) {
+  const user = $("user").value.trim();
+  if (!user) {
+    say("Enter your name under User to like or dislike results.");
+    $("user").focus();
+    return;
+  }
+  setCookie("crossmodal_user", user);
+  const response = await fetch("/api/feedback", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ user, item, event }),
+  });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    say(body.error || `Feedback failed (HTTP ${response.status}).`);
+    return;
+  }
+  state.feedback[item] = event;
+  if (state.lastQuery) {
+    const form = buildQuery();
+    if (form) runSearch(form);
+  }
+}
+
+function init() {
+  $("user").value = cookie("crossmodal_user");
+  $("user").addEventListener("change", () => setCookie("crossmodal_user", $("user").value.trim()));
+  $("user-form").addEventListener("submit", (e) => e.preventDefault());
+  $("image").addEventListener("change", (e) => setImage(e.target.files[0] || null));
+  $("audio").addEventListener("change", (e) => setAudio(e.target.files[0] || null, "query audio"));
+  $("image-clear").addEventListener("click", () => setImage(null));
+  $("audio-clear").addEventListener("click", () => setAudio(null));
+  $("record").addEventListener("click", toggleRecording);
+  const drop = $("image-drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const file = [...e.dataTransfer.files].find((f) => f.type.startsWith("image/"));
+    if (file) setImage(file); else say("Drop an image file here.");
+  });
+  drop.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("image").click(); }
+  });
+  document.addEventListener("paste", (e) => {
+    const file = [...(e.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (file) { setImage(file); say(""); }
+  });
+  $("search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const form = buildQuery();
+    if (!form) {
+      say("Type some text, add an image or add an audio clip first.");
+      return;
+    }
+    if (![...document.querySelectorAll("input[name=target]:checked")].length) {
+      say("Choose at least one kind of result to find.");
+      return;
+    }
+    state.lastQuery = true;
+    runSearch(form);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", init);
