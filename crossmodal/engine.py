@@ -92,6 +92,7 @@ class Engine:
 
     def search(self, query: Query) -> SearchResponse:
         """Ranked results for a query, personalised when it names a user with history."""
+        self.collection.refresh()
         pref = preference_vector(self.collection.catalog, query.user, self.settings.personal)
         plan, results = self.planner.run(query, pref)
         return SearchResponse(results, plan)

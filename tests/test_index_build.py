@@ -273,3 +273,17 @@ def test_indexer_killed_mid_run_leaves_last_good_state_and_resumes(tmp_path):
         assert coll.index("audio").ntotal == counts["vectors_audio"]
         uris = set(coll.catalog.file_states())
         assert uris == {str(p) for p in (corpus / "audio").glob("*.wav")}
+
+
+def test_an_open_engine_sees_items_indexed_after_it_opened(tmp_path, starter):
+    first, later = tmp_path / "first", tmp_path / "later"
+    first.mkdir()
+    later.mkdir()
+    shutil.copy(corpus_files("image", "1", 1)[0], first / "one.png")
+    shutil.copy(corpus_files("image", "8", 1)[0], later / "eight.png")
+    index_paths(tmp_path / "c", [first], Settings(), progress=False, aligner=starter)
+    with Engine.open(tmp_path / "c", aligner=starter) as engine:
+        query = Query((QueryPart("text", text="eight"),), targets=("image",), k=5)
+        assert [Path(r.uri).name for r in engine.search(query).results] == ["one.png"]
+        index_paths(tmp_path / "c", [first, later], Settings(), progress=False, aligner=starter)
+        assert [Path(r.uri).name for r in engine.search(query).results] == ["eight.png", "one.png"]

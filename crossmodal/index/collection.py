@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,6 +78,32 @@ class Collection:
         self.manifest = manifest
         self.catalog = Catalog(folder / CATALOG)
         self._indexes: dict[str, Any] = {}
+        self._manifest_stamp = self._stamp()
+        self._refresh_lock = threading.Lock()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = (self.folder / MANIFEST).stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_ino
+
+    def refresh(self) -> bool:
+        """Pick up index files another process published since this one was opened (a server
+        stays current while `crossmodal index` runs). Cheap when nothing changed: one stat."""
+        stamp = self._stamp()
+        if stamp == self._manifest_stamp or stamp is None:
+            return False
+        with self._refresh_lock:
+            if stamp == self._manifest_stamp:
+                return False
+            manifest = self.read_manifest(self.folder)
+            if manifest["model"] != self.manifest["model"]:
+                raise CollectionError(f"collection {self.name!r} was rebuilt with another model; restart to use it")
+            loaded = {name: faiss_index.read_index(self.folder / entry["file"])
+                      for name, entry in manifest["indexes"].items()}
+            self.manifest, self._indexes, self._manifest_stamp = manifest, loaded, stamp
+        return True
 
     # Opening.
     @staticmethod
@@ -218,6 +245,7 @@ class Collection:
                         counts=self.catalog.counts(), updated_at=time.time(), crossmodal_version=__version__)
         atomic_write_text(self.folder / MANIFEST, json.dumps(manifest, indent=2))
         self.manifest = manifest
+        self._manifest_stamp = self._stamp()
         self._remove_unreferenced()
         return manifest
 
