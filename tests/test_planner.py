@@ -224,3 +224,16 @@ def test_cli_combined_query_feedback_explain_and_user_history(demo, capsys):
     assert "99999999" in capsys.readouterr().err
     assert main(["search", "--index", str(demo), "--text", "two", "--weights", "1,2", "-q"]) == 1
     assert "weights" in capsys.readouterr().err
+
+
+def test_mmr_diversifies_results(demo, starter):
+    from crossmodal.settings import PersonalSettings
+
+    part = QueryPart("text", text="a handwritten digit")
+    labels = {}
+    for lam in (1.0, 0.3):
+        settings = Settings(personal=PersonalSettings(mmr_lambda=lam))
+        with Engine.open(demo, aligner=starter, settings=settings) as engine:
+            labels[lam] = _labels(engine.search(_query(part, targets=("image",), k=10)).results)
+    assert len(set(labels[0.3][:3])) > len(set(labels[1.0][:3])), labels
+    assert sorted(labels[0.3]) != labels[0.3] or labels[0.3] != labels[1.0]
