@@ -170,8 +170,9 @@ def estimate_memory_bytes(kind: str, n: int, dim: int, params: IndexParams = Ind
     return size
 
 
-# Benchmark (scripts/bench_index.py, 2 cores, D=512): at 1M ivf_flat reached recall@10 >= 0.95 at ~1 ms per query
-# after a few minutes' build, while HNSW needed several times longer to build for similar latency.
+# Benchmark at 1M x 512 on 2 shared cores (scripts/bench_index.py): ivf_flat built in 74 s and reached recall@10 0.984
+# at 1.3 ms p50 per query; HNSW (M=32, efConstruction=64) took 706 s to build and plateaued at recall@10 0.90 even
+# with efSearch=1024 (6.1 ms), so the approximate default is ivf_flat.
 PREFERRED_APPROX_KIND = "ivf_flat"
 
 
@@ -418,12 +419,7 @@ def _search_params(kind: str, outer: faiss.Index, k: int, params: IndexParams, s
         return [faiss.SearchParametersHNSW(efSearch=ef, **extra)]
     ivf = _ivf_of(outer)
     nprobe = ivf.nlist if exhaustive else (params.ivf_nprobe if params.ivf_nprobe is not None else ivf.nprobe)
-    ivf_params = faiss.SearchParametersIVF(nprobe=max(1, min(nprobe, ivf.nlist)), **extra)
-    if not isinstance(outer, faiss.IndexIDMap2):
-        return [ivf_params]
-    refine_params = faiss.IndexRefineSearchParameters(k_factor=float(params.pq_refine_factor),
-                                                      base_index_params=ivf_params)
-    return [refine_params, ivf_params]
+    return [faiss.SearchParametersIVF(nprobe=max(1, min(nprobe, ivf.nlist)), **extra)]
 
 
 def _selector(outer: faiss.Index, inner: faiss.Index | None, allowed: np.ndarray) -> list:
@@ -441,14 +437,38 @@ def _to_ids(outer: faiss.Index, rows: np.ndarray) -> np.ndarray:
     return np.where(rows >= 0, id_map[np.maximum(rows, 0)], -1)
 
 
-def _run(outer: faiss.Index, inner: faiss.Index | None, queries: np.ndarray, k: int,
-         search_params: list) -> tuple[np.ndarray, np.ndarray]:
-    """Search, bypassing IDMap2.search: it maps labels in an OpenMP loop even for one query, which on a busy 2-core
-    machine waits for a second thread to be scheduled (8 ms p50 for one HNSW query instead of ~1 ms)."""
+def _run(outer: faiss.Index, inner: faiss.Index | None, queries: np.ndarray, k: int, search_params: list,
+         refine_factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Search, bypassing IDMap2.search and IndexRefine.search: both run OpenMP loops even for one query, which on a
+    busy 2-core machine wait for a second thread to be scheduled (p50 of one query 8 ms instead of under 1 ms)."""
     if inner is None:
         return outer.search(queries, k, params=search_params[0])
-    scores, rows = inner.search(queries, k, params=search_params[0])
+    if isinstance(inner, faiss.IndexRefine):
+        scores, rows = _refine_search(inner, queries, k, search_params[0], refine_factor, outer.ntotal)
+    else:
+        scores, rows = inner.search(queries, k, params=search_params[0])
     return scores, _to_ids(outer, rows)
+
+
+def _refine_search(refine: faiss.IndexRefine, queries: np.ndarray, k: int, ivf_params, factor: int,
+                   ntotal: int) -> tuple[np.ndarray, np.ndarray]:
+    """IVF-PQ candidates (k * factor per query) re-scored with the exact vectors of the refine store."""
+    base = faiss.downcast_index(refine.base_index)
+    store = faiss.downcast_index(refine.refine_index)
+    dim = store.d
+    vectors = faiss.rev_swig_ptr(store.get_xb(), ntotal * dim).reshape(ntotal, dim)
+    _, candidates = base.search(queries, min(ntotal, k * max(1, factor)), params=ivf_params)
+    take = min(k, candidates.shape[1])
+    scores = np.full((queries.shape[0], k), _MISSING_SCORE, dtype=np.float32)
+    rows = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    for start in range(0, queries.shape[0], 256):  # bounds the (queries, candidates, dim) gather
+        cand = candidates[start:start + 256]
+        exact = np.einsum("qcd,qd->qc", vectors[np.maximum(cand, 0)], queries[start:start + 256])
+        exact[cand < 0] = _MISSING_SCORE
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :take]
+        scores[start:start + 256, :take] = np.take_along_axis(exact, order, axis=1)
+        rows[start:start + 256, :take] = np.take_along_axis(cand, order, axis=1)
+    return scores, rows
 
 
 def _hnsw_exhaustive(outer: faiss.Index, inner: faiss.Index, queries: np.ndarray, k: int,
@@ -490,7 +510,8 @@ def search(
         return scores, labels
 
     if allowed is None:
-        scores[:], labels[:] = _run(outer, inner, q, k, _search_params(kind, outer, k, params, None, False))
+        scores[:], labels[:] = _run(outer, inner, q, k, _search_params(kind, outer, k, params, None, False),
+                                    params.pq_refine_factor)
     else:
         sel = _selector(outer, inner, allowed)
         exhaustive = allowed.size <= _FILTER_EXHAUSTIVE_MAX
@@ -499,7 +520,8 @@ def search(
         else:
             selectivity = min(1.0, allowed.size / outer.ntotal)
             scores[:], labels[:] = _run(outer, inner, q, k,
-                                        _search_params(kind, outer, k, params, sel[0], exhaustive, selectivity))
+                                        _search_params(kind, outer, k, params, sel[0], exhaustive, selectivity),
+                                        params.pq_refine_factor)
         expected = min(k, allowed.size, outer.ntotal)
         short = np.flatnonzero((labels >= 0).sum(axis=1) < expected)
         if short.size and kind != "flat" and not exhaustive:
@@ -508,7 +530,8 @@ def search(
                 scores[short], labels[short] = _hnsw_exhaustive(outer, inner, rows_q, k, sel[0])
             else:
                 scores[short], labels[short] = _run(outer, inner, rows_q, k,
-                                                    _search_params(kind, outer, k, params, sel[0], True))
+                                                    _search_params(kind, outer, k, params, sel[0], True),
+                                                    params.pq_refine_factor)
     scores[labels < 0] = _MISSING_SCORE
     return scores, labels
 
