@@ -263,7 +263,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from crossmodal.index.build import index_paths
     from crossmodal.settings import load_settings
 
-    settings = load_settings(args.settings)
+    settings = _with_backend_options(load_settings(args.settings), args)
     if args.kind:
         from dataclasses import replace
 
@@ -282,6 +282,43 @@ def cmd_index(args: argparse.Namespace) -> int:
             extra = f", recall@10 vs exact {recall:.3f}" if recall is not None else ""
             print(f"  {name:<6} {entry['kind']:<9} {entry['ntotal']:>8} vectors{extra}")
     return _report_skipped([(s.source, s.reason) for s in report.skipped])
+
+
+def _with_backend_options(settings, args: argparse.Namespace):
+    """Settings with --backend, --milvus-uri and --milvus-token applied (a URI implies milvus)."""
+    from dataclasses import replace
+
+    changes = {}
+    if getattr(args, "backend", None):
+        changes["backend"] = args.backend
+    if getattr(args, "milvus_uri", None):
+        changes["milvus_uri"] = args.milvus_uri
+        changes.setdefault("backend", "milvus")
+    if getattr(args, "milvus_token", None):
+        changes["milvus_token"] = args.milvus_token
+    return replace(settings, index=replace(settings.index, **changes)) if changes else settings
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from crossmodal.index.collection import Collection, backend_spec, new_backend_spec
+    from crossmodal.settings import load_settings
+
+    settings = _with_backend_options(load_settings(args.settings), args)
+    folder = _collection_folder(args)
+    with Collection.open(folder, milvus_token=settings.index.milvus_token or None) as coll, coll.writer_lock():
+        before = backend_spec(coll.manifest)
+        spec = new_backend_spec(args.to, coll.name, args.milvus_uri or "")
+        manifest = coll.migrate(spec, settings.index)
+    after = manifest["backend"]
+    if args.json:
+        _emit_json({"collection": coll.name, "from": before, "backend": after, "indexes": manifest["indexes"]})
+        return EXIT_OK
+    where = f" at {after['uri']}" if after.get("uri") else ""
+    print(f"collection {coll.name}: indexes moved from {before['name']} to {after['name']}{where}, "
+          f"copied from the catalog (nothing re-embedded)")
+    for name, entry in manifest["indexes"].items():
+        print(f"  {name:<6} {entry['kind']:<9} {entry['ntotal']:>8} vectors")
+    return EXIT_OK
 
 
 def _parse_time(text: str) -> float:
@@ -436,6 +473,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "index": ("index files, folders and JSONL manifests into a collection", cmd_index),
     "search": ("search a collection by text, image or audio", cmd_search),
     "remove": ("remove items from a collection", cmd_remove),
+    "migrate": ("move a collection's indexes to another backend (faiss or milvus) without re-embedding",
+                cmd_migrate),
     "feedback": ("record a user's like, dislike or click on an item", cmd_feedback),
     "user": ("export (and optionally delete) a user's feedback history", cmd_user),
     "serve": ("serve the HTTP API and the web UI for a collection", cmd_serve),
@@ -460,6 +499,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="collection name under --index-root, or a folder path (default: %(default)s)")
         p.add_argument("--index-root", type=Path, default=Path("indexes"), help="home of named collections")
         p.add_argument("--settings", type=Path, default=None, help="settings TOML (default: ./crossmodal.toml)")
+
+    def backend_options(p: argparse.ArgumentParser, flag: str, help_: str) -> None:
+        p.add_argument(flag, dest="to" if flag == "--to" else "backend", choices=["faiss", "milvus"],
+                       required=flag == "--to", default=None, help=help_)
+        p.add_argument("--milvus-uri", default=None, metavar="URI",
+                       help="Milvus server such as http://host:19530 (default: Milvus Lite file milvus.db in the "
+                            "collection folder)")
+        p.add_argument("--milvus-token", default=None, metavar="TOKEN",
+                       help="Milvus server token, user:password or API key; never stored (also read from "
+                            "CROSSMODAL_MILVUS_TOKEN)")
 
     p = parsers["demo"]
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder (default: starter)")
@@ -498,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="index type (default: auto, by size and memory budget)")
     p.add_argument("--prune", action="store_true", help="remove entries whose files are gone")
     p.add_argument("--rebuild", action="store_true", help="drop the collection's contents and index from scratch")
+    backend_options(p, "--backend", "where a new collection keeps its indexes (default: faiss; an existing "
+                                    "collection keeps its own, see `crossmodal migrate`)")
 
     p = parsers["search"]
     collection_options(p)
@@ -544,6 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="*", type=int, metavar="ID", help="catalog item ids")
     p.add_argument("--uri", action="append", help="remove the item at this uri (repeatable)")
     collection_options(p)
+
+    p = parsers["migrate"]
+    collection_options(p)
+    backend_options(p, "--to", "the backend to move the indexes to")
 
     p = parsers["models"]
     p.add_argument("--open-clip", action="store_true", help="also list open_clip architectures")

@@ -2,8 +2,9 @@
 
 1. Embed each part (an LRU cache makes a repeated part free).
 2. Choose the indexes (one per target modality, or the joint one), an over-fetch k', and how
-   filters apply: inside FAISS through ID selectors when they are selective, on the fetched
-   results otherwise; either way every candidate is checked, so nothing outside leaks.
+   filters apply: as a filter expression where the backend evaluates them (Milvus), else inside
+   FAISS through ID selectors when they are selective, on the fetched results otherwise; either
+   way every candidate is checked against the catalog, so nothing outside leaks.
 3. Fuse. Early: one search with the weighted, renormalised sum of the part vectors. Late: one
    search per part (and per target), merged by a weighted sum of cosines or by reciprocal-rank
    fusion. Candidates are scored exactly from their stored vectors, so a candidate found by
@@ -176,25 +177,34 @@ class Planner:
             probes = list(vectors) + ([pref.vector] if beta > 0 else [])
 
         allowed = self._allowed(query)
-        total = max((self.collection.index(n).ntotal for n in names), default=0)
-        all_vectors = sum(self.collection.index(n).ntotal for n in names)
-        inside = allowed is not None and len(allowed) <= s.search.selective_fraction * max(all_vectors, 1)
-        filter_mode = "none" if allowed is None else "inside the index (ID selector)" if inside else \
-            "after the search (over-fetched)"
+        opened = {n: self.collection.index(n) for n in names}
+        total = max((ix.ntotal for ix in opened.values()), default=0)
+        all_vectors = sum(ix.ntotal for ix in opened.values())
+        # A backend that evaluates filters itself (Milvus) gets them as an expression; otherwise
+        # selective filters go in as ID selectors. Either way every candidate is checked below.
+        pushdown = allowed is not None and all(ix.pushes_filters for ix in opened.values())
+        inside = allowed is not None and (pushdown or len(allowed) <= s.search.selective_fraction * max(all_vectors, 1))
+        filter_mode = "none" if allowed is None else "inside the index (filter expression)" if pushdown else \
+            "inside the index (ID selector)" if inside else "after the search (over-fetched)"
         fetch = min(max(query.k * s.search.overfetch, s.search.min_fetch), max(total, 1))
         while True:
             found: set[int] = set()
+            exhausted = True
             for probe in probes:
-                for name in names:
-                    if self.collection.index(name).ntotal == 0:
+                for name, index in opened.items():
+                    if index.ntotal == 0 or (allowed is not None and not len(allowed)):
                         continue
-                    _, ids = self.collection.search(name, probe, fetch, selector_ids=allowed if inside else None)
+                    _, ids = self.collection.search(
+                        name, probe, fetch, selector_ids=allowed if inside and not pushdown else None,
+                        filters=query.filters if pushdown else None)
                     ids = ids[0][ids[0] >= 0]
+                    exhausted = exhausted and len(ids) < fetch
                     if allowed is not None:
                         ids = ids[np.isin(ids, allowed)]
                     found.update(int(i) for i in ids)
             owners = self.collection.catalog.vector_owners(sorted(found))
-            if len({item for item, _ in owners.values()}) >= query.k or fetch >= total:
+            # A pushed-down filter that returned fewer than asked has nothing more to give.
+            if len({item for item, _ in owners.values()}) >= query.k or fetch >= total or (pushdown and exhausted):
                 break
             fetch = min(total, fetch * 4)
 

@@ -36,7 +36,7 @@ class IngestSettings:
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """How vectors become FAISS indexes."""
+    """How vectors become indexes (FAISS, or Milvus collections)."""
 
     kind: str = "auto"
     """auto, flat, hnsw, ivf_flat or ivf_pq; auto follows size and the memory budget."""
@@ -49,6 +49,15 @@ class IndexSettings:
     """OpenMP threads while building indexes (k-means, adding vectors); 0 means all cores."""
     fusion_weights: dict[str, float] = field(default_factory=lambda: {"image": 1.0, "audio": 1.0, "text": 1.0})
     """Weights of each modality's vector in the fused vector of a multimodal item."""
+    backend: str = ""
+    """Where a new collection keeps its indexes: faiss or milvus; empty means faiss. An existing
+    collection keeps its own (its manifest says which); `crossmodal migrate` moves it."""
+    milvus_uri: str = ""
+    """Milvus server for the milvus backend (http://host:19530); empty means Milvus Lite in the
+    collection folder (milvus.db)."""
+    milvus_token: str = ""
+    """Milvus server token (user:password or API key); never written to the manifest. Also read
+    from the CROSSMODAL_MILVUS_TOKEN environment variable."""
 
 
 @dataclass(frozen=True)

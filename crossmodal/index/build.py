@@ -20,10 +20,20 @@ from tqdm import tqdm
 from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.registry import load_aligner
 from crossmodal.catalog import Catalog, NewItem
-from crossmodal.index.collection import CATALOG, MANIFEST, Collection, CollectionError, ModelInfo
+from crossmodal.errors import CrossmodalError
+from crossmodal.index.backend import check_backend
+from crossmodal.index.collection import (
+    CATALOG,
+    MANIFEST,
+    Collection,
+    CollectionError,
+    ModelInfo,
+    backend_spec,
+    new_backend_spec,
+)
 from crossmodal.ingest.pipeline import Decoded, batched, decode_stream, embed_decoded
-from crossmodal.ingest.sources import Candidate, Skip, discover
-from crossmodal.settings import Settings
+from crossmodal.ingest.sources import PRIMARY_ORDER, Candidate, Skip, discover
+from crossmodal.settings import IndexSettings, Settings
 
 
 @dataclass
@@ -56,28 +66,58 @@ def model_info(aligner: Aligner, ref: str) -> ModelInfo:
 
 
 def open_for_writing(folder: Path, model_ref: str | None, rebuild: bool = False,
-                     aligner: Aligner | None = None) -> tuple[Collection, Aligner]:
-    """Open (or create) a collection and its model, refusing a model it was not built with."""
+                     aligner: Aligner | None = None,
+                     index_settings: IndexSettings | None = None) -> tuple[Collection, Aligner]:
+    """Open (or create) a collection and its model, refusing a model it was not built with, and
+    a backend other than its own (`crossmodal migrate` moves a collection between backends)."""
+    index_settings = index_settings or IndexSettings()
+    token = index_settings.milvus_token or None
     exists = (folder / MANIFEST).is_file()
     if exists and rebuild:
-        _clear(folder)
+        _clear(folder, token)
         exists = False
     if exists:
-        coll = Collection.open(folder)
-        ref = model_ref or coll.model.ref
-        aligner = aligner or load_aligner(ref)
+        coll = Collection.open(folder, milvus_token=token)
         try:
+            _check_backend(coll, index_settings)
+            ref = model_ref or coll.model.ref
+            aligner = aligner or load_aligner(ref)
             coll.check_model(model_info(aligner, ref))
-        except CollectionError:
+        except CrossmodalError:
             coll.close()
             raise
         return coll, aligner
+    spec = new_backend_spec(index_settings.backend or "faiss", folder.name, index_settings.milvus_uri)
     ref = model_ref or "starter"
     aligner = aligner or load_aligner(ref)
-    return Collection.create(folder, model_info(aligner, ref)), aligner
+    return Collection.create(folder, model_info(aligner, ref), spec, token), aligner
 
 
-def _clear(folder: Path) -> None:
+def _check_backend(coll: Collection, settings: IndexSettings) -> None:
+    """Refuse to index into a collection with another backend (or Milvus server) than the one asked for."""
+    mine = backend_spec(coll.manifest)
+    asked = check_backend(settings.backend) if settings.backend else "milvus" if settings.milvus_uri else ""
+    if asked and asked != mine["name"]:
+        raise CollectionError(
+            f"collection {coll.name!r} keeps its indexes in {mine['name']}, not {asked}; move it with "
+            f"`crossmodal migrate --index {coll.name} --to {asked}`, or drop --backend to use its own")
+    if settings.milvus_uri and mine["name"] == "milvus":
+        wanted = new_backend_spec("milvus", coll.name, settings.milvus_uri)["uri"]
+        if wanted != mine.get("uri"):
+            raise CollectionError(
+                f"collection {coll.name!r} keeps its indexes in Milvus at {mine.get('uri')}, not {wanted}; move "
+                f"them with `crossmodal migrate --index {coll.name} --to milvus --milvus-uri URI`")
+
+
+def _clear(folder: Path, token: str | None = None) -> None:
+    """Delete a collection's indexes (in its backend), manifest and catalog."""
+    try:
+        old = Collection.open(folder, milvus_token=token)
+    except CrossmodalError:
+        old = None  # a damaged manifest or catalog: only files are left to delete
+    if old is not None:
+        with old:
+            old.drop_indexes()
     for path in [folder / MANIFEST, *folder.glob("*.faiss"), *folder.glob(CATALOG + "*")]:
         path.unlink(missing_ok=True)
     if folder.is_dir() and not any(folder.iterdir()):
@@ -126,9 +166,10 @@ def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, m
                 on_batch: Callable[[int], None] | None = None) -> IndexReport:
     """Index ``paths`` into the collection at ``folder`` and publish its index files."""
     folder.mkdir(parents=True, exist_ok=True)
-    coll, aligner = open_for_writing(folder, model_ref, rebuild, aligner)
+    coll, aligner = open_for_writing(folder, model_ref, rebuild, aligner, settings.index)
     report = IndexReport(collection=coll.name)
     with coll, coll.writer_lock():
+        coll.backend.ready()
         catalog = coll.catalog
         cands, report.skipped = discover(paths)
         todo: list[Candidate] = []
@@ -143,6 +184,7 @@ def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, m
                 report.unchanged += 1
             else:
                 todo.append(cand)
+        todo.sort(key=lambda c: PRIMARY_ORDER.index(c.modality))  # one modality per model call where possible
         bar = tqdm(total=len(todo), unit="item", desc=f"indexing {coll.name}", disable=not progress)
         for batch in batched(decode_stream(todo, settings.ingest), settings.ingest.batch_size):
             decoded = [d for d in batch if isinstance(d, Decoded)]
@@ -176,7 +218,7 @@ def remove_items(folder: Path, item_ids: Sequence[int], uris: Sequence[str], set
     """Remove items by id and uris explicitly; returns (removed count, ids or uris not found)."""
     missing: list = []
     removed = 0
-    with Collection.open(folder) as coll, coll.writer_lock():
+    with Collection.open(folder, milvus_token=settings.index.milvus_token or None) as coll, coll.writer_lock():
         with coll.catalog.transaction():
             for item_id in item_ids:
                 if coll.catalog.has_item(item_id):

@@ -1,14 +1,21 @@
-"""A collection on disk: manifest, catalog and one FAISS index per modality plus the joint one.
+"""A collection on disk: manifest, catalog and one index per modality plus the joint one.
 
-The catalog holds every vector, so index files are derived data. They are written under
-generation-numbered names, then the manifest is replaced atomically to point at them, then
-old files are deleted: a reader (or a crash) always sees one consistent set.
+The indexes live in the collection's backend (see `backend.py`): FAISS files in the folder, or
+Milvus collections (Milvus Lite in the folder, or a Milvus server). The manifest names the
+backend, so every command that opens the collection uses it with no flag.
+
+The catalog holds every vector, so indexes are derived data. New ones are written under new
+names (generation-numbered files, fresh Milvus collections), then the manifest is replaced
+atomically to point at them, then old ones are deleted: a reader (or a crash) always sees one
+consistent set. Appends (and, in Milvus, deletions) go to the published index in place; that is
+safe for readers because the planner keeps only candidates the catalog still holds.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -24,7 +31,12 @@ from crossmodal import __version__
 from crossmodal.catalog import Catalog
 from crossmodal.errors import CrossmodalError
 from crossmodal.index import faiss_index
+from crossmodal.index.backend import BackendError, IndexBackend, VectorIndex, check_backend
+from crossmodal.index.faiss_backend import FaissBackend
+from crossmodal.query import Filters
 from crossmodal.settings import IndexSettings
+
+log = logging.getLogger(__name__)
 
 FORMAT = "crossmodal-collection"
 FORMAT_VERSION = 1
@@ -73,13 +85,17 @@ def atomic_write_text(path: Path, text: str) -> None:
 class Collection:
     """Open with `Collection.open` (existing) or `Collection.create`; close when done."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, manifest: dict[str, Any], milvus_token: str | None = None) -> None:
         self.folder = folder
         self.manifest = manifest
         self.catalog = Catalog(folder / CATALOG)
-        self._indexes: dict[str, Any] = {}
+        self._indexes: dict[str, VectorIndex] = {}
         self._manifest_stamp = self._stamp()
         self._refresh_lock = threading.Lock()
+        self._backend_lock = threading.Lock()
+        self._milvus_token = milvus_token
+        self._backend: IndexBackend | None = None
+        self._retired: list[IndexBackend] = []
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -100,8 +116,14 @@ class Collection:
             manifest = self.read_manifest(self.folder)
             if manifest["model"] != self.manifest["model"]:
                 raise CollectionError(f"collection {self.name!r} was rebuilt with another model; restart to use it")
-            loaded = {name: faiss_index.read_index(self.folder / entry["file"])
-                      for name, entry in manifest["indexes"].items()}
+            backend = self.backend
+            if backend_spec(manifest) != backend_spec(self.manifest):
+                backend = self._make_backend(backend_spec(manifest))
+            loaded = {name: backend.open(name, entry) for name, entry in manifest["indexes"].items()}
+            if backend is not self._backend:
+                # Threads may still be searching through the old backend: close it with the collection.
+                self._retired.append(self.backend)
+                self._backend = backend
             self.manifest, self._indexes, self._manifest_stamp = manifest, loaded, stamp
         return True
 
@@ -124,13 +146,17 @@ class Collection:
         return data
 
     @classmethod
-    def open(cls, folder: str | Path) -> Collection:
+    def open(cls, folder: str | Path, milvus_token: str | None = None) -> Collection:
+        """An existing collection; ``milvus_token`` authenticates to a Milvus server (else
+        CROSSMODAL_MILVUS_TOKEN or the settings file's ``[index] milvus_token``)."""
         folder = Path(folder)
-        return cls(folder, cls.read_manifest(folder))
+        return cls(folder, cls.read_manifest(folder), milvus_token)
 
     @classmethod
-    def create(cls, folder: str | Path, model: ModelInfo) -> Collection:
-        """A new, empty collection bound to ``model``."""
+    def create(cls, folder: str | Path, model: ModelInfo, backend: dict[str, Any] | None = None,
+               milvus_token: str | None = None) -> Collection:
+        """A new, empty collection bound to ``model``, its indexes in ``backend`` (a spec from
+        `new_backend_spec`; default FAISS)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         now = time.time()
@@ -138,12 +164,17 @@ class Collection:
             "format": FORMAT, "format_version": FORMAT_VERSION, "crossmodal_version": __version__,
             "name": folder.name, "created_at": now, "updated_at": now,
             "model": {"id": model.model_id, "sha256": model.sha256, "ref": model.ref, "embed_dim": model.embed_dim},
+            "backend": backend or {"name": "faiss"},
             "catalog_generation": -1, "max_vector_id": 0, "counts": {}, "indexes": {},
         }
         atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
-        return cls(folder, manifest)
+        return cls(folder, manifest, milvus_token)
 
     def close(self) -> None:
+        for backend in [*self._retired, self._backend]:
+            if backend is not None:
+                backend.close()
+        self._retired.clear()
         self.catalog.close()
 
     def __enter__(self) -> Collection:
@@ -189,92 +220,180 @@ class Collection:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    # Index files.
+    # Backend and indexes.
+    @property
+    def backend(self) -> IndexBackend:
+        """The backend the manifest names, connected on first use."""
+        with self._backend_lock:
+            if self._backend is None:
+                self._backend = self._make_backend(backend_spec(self.manifest))
+            return self._backend
+
+    def _make_backend(self, spec: dict[str, Any]) -> IndexBackend:
+        if spec["name"] == "faiss":
+            return FaissBackend(self.folder)
+        return _milvus().MilvusBackend(self.folder, self.catalog, spec, self._milvus_token)
+
     def sync_indexes(self, settings: IndexSettings, force: bool = False, progress=None) -> dict[str, Any]:
-        """Bring the index files up to the catalog: append new vectors where nothing was removed
-        and the index kind still fits, rebuild otherwise; then publish a new manifest."""
+        """Bring the indexes up to the catalog: append new vectors where nothing was removed
+        and the index kind still fits (Milvus also deletes removed ones in place), rebuild
+        otherwise; then publish a new manifest."""
         generation = self.catalog.generation
         if not force and not self.stale and all(k in self.manifest["indexes"] for k in INDEX_KINDS):
+            self.backend.sync_attributes(self.manifest["indexes"], set())
             return self.manifest
         previous_threads = faiss_index.set_threads(settings.build_threads)
         try:
-            return self._publish(settings, generation, force, progress)
+            return self._publish(self.backend, settings, generation, force, progress)
         finally:
             faiss_index.set_threads(previous_threads)
 
-    def _publish(self, settings: IndexSettings, generation: int, force: bool, progress) -> dict[str, Any]:
-        old = self.manifest.get("indexes", {})
+    def migrate(self, spec: dict[str, Any], settings: IndexSettings, progress=None) -> dict[str, Any]:
+        """Move every index to the backend ``spec`` names, copying vectors from the catalog (no
+        re-embedding); the old backend's indexes are deleted once the new manifest is published.
+        Migrating to where the indexes already are rebuilds them there."""
+        old = self.backend
+        previous_threads = faiss_index.set_threads(settings.build_threads)
+        try:
+            if _same_place(spec, backend_spec(self.manifest)):
+                return self._publish(old, settings, self.catalog.generation, True, progress)
+            target = self._make_backend(spec)
+            try:
+                manifest = self._publish(target, settings, self.catalog.generation, True, progress)
+            except BaseException:
+                target.close()
+                raise
+        finally:
+            faiss_index.set_threads(previous_threads)
+        self._backend = target
+        try:
+            old.destroy()
+        except BackendError as exc:
+            log.warning("the collection now uses %s, but its old indexes could not be deleted: %s",
+                        target.name, exc)
+        old.close()
+        return manifest
+
+    def _publish(self, backend: IndexBackend, settings: IndexSettings, generation: int, force: bool,
+                 progress) -> dict[str, Any]:
+        same = backend is self._backend
+        old = self.manifest.get("indexes", {}) if same else {}
         old_max = int(self.manifest.get("max_vector_id", 0))
         new_max = self.catalog.max_vector_id()
         dim = self.model.embed_dim
         written: dict[str, Any] = {}
+        loaded: dict[str, VectorIndex] = {}
+        fresh: set[str] = set()
         for name, kinds in INDEX_KINDS.items():
             count = self.catalog.vector_count(kinds)
-            budget = settings.memory_budget_mb * 2**20
-            wanted = settings.kind if settings.kind != "auto" else faiss_index.choose_index_kind(
-                count, dim, budget, settings.flat_max)
-            params = faiss_index.auto_params(wanted) if settings.kind == "auto" else faiss_index.IndexParams()
+            wanted, params = backend.plan(count, dim, settings)
             entry = old.get(name)
             index = None
-            if not force and entry is not None and entry.get("kind") == wanted:
-                added_ids, added = self.catalog.vectors_above(old_max, kinds)
-                if int(entry["ntotal"]) + len(added_ids) == count:
-                    index = self._load(name, entry)
-                    if len(added_ids):
-                        faiss_index.add_vectors(index, added, added_ids)
+            if not force and entry is not None and backend.reusable(entry, wanted):
+                index = self._bring_up_to_date(backend, name, entry, kinds, old_max, count)
             rebuilt = index is None
             if rebuilt:
                 ids, vectors = self.catalog.vectors(kinds, dim)
-                index = faiss_index.build_index(vectors, ids, wanted, params)
-            kind = faiss_index.index_kind(index)
+                index = backend.build(name, ids, vectors, wanted, params)
+                fresh.add(name)
+            kind = index.kind
             recall = entry.get("recall@10") if entry and not rebuilt else None
             if kind != "flat" and (rebuilt or recall is None) and index.ntotal:
                 ids, vectors = self.catalog.vectors(kinds, dim)
-                recall = faiss_index.recall_against_exact(index, vectors, ids, k=10,
-                                                          sample=settings.recall_sample, params=params)
-            filename = f"{name}-{generation}.faiss"
-            faiss_index.write_index(index, self.folder / filename)
-            written[name] = {"file": filename, "kind": kind, "ntotal": int(index.ntotal),
-                             "recall@10": None if kind == "flat" else recall,
-                             "memory_bytes": faiss_index.index_memory_bytes(index)}
-            self._indexes[name] = index
+                recall = index.recall(ids, vectors, settings.recall_sample)
+            published = backend.persist(name, index, generation)
+            written[name] = {**published, "recall@10": None if kind == "flat" else recall}
+            loaded[name] = index
             if progress is not None:
                 progress(name, written[name])
+        backend.sync_attributes(written, fresh)
         manifest = dict(self.manifest)
-        manifest.update(indexes=written, catalog_generation=generation, max_vector_id=new_max,
+        manifest.update(backend=backend.spec(), indexes=written, catalog_generation=generation, max_vector_id=new_max,
                         counts=self.catalog.counts(), updated_at=time.time(), crossmodal_version=__version__)
         atomic_write_text(self.folder / MANIFEST, json.dumps(manifest, indent=2))
         self.manifest = manifest
+        self._indexes = loaded
         self._manifest_stamp = self._stamp()
-        self._remove_unreferenced()
+        backend.discard(written)
         return manifest
 
-    def _remove_unreferenced(self) -> None:
-        keep = {e["file"] for e in self.manifest["indexes"].values()}
-        for path in self.folder.glob("*.faiss"):
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
+    def _bring_up_to_date(self, backend: IndexBackend, name: str, entry: dict[str, Any], kinds: tuple[str, ...],
+                          old_max: int, count: int) -> VectorIndex | None:
+        """The published index with the catalog's new vectors added (and, where the backend removes
+        in place, its removed ones deleted); None when it must be rebuilt instead."""
+        added_ids, added = self.catalog.vectors_above(old_max, kinds)
+        if int(entry["ntotal"]) + len(added_ids) != count and not backend.removes_in_place:
+            return None
+        try:
+            index = backend.open(name, entry)
+        except CrossmodalError as exc:
+            log.warning("rebuilding the %s index: %s", name, exc)
+            return None
+        if len(added_ids):
+            index.add(added_ids, added)
+        if index.count() != count:
+            index.remove(np.setdiff1d(index.stored_ids(), self._vector_ids(kinds)))
+            if index.count() != count:
+                return None
+        return index
 
-    def _load(self, name: str, entry: dict[str, Any]):
-        return faiss_index.read_index(self.folder / entry["file"])
+    def _vector_ids(self, kinds: tuple[str, ...]) -> np.ndarray:
+        rows = self.catalog.db.execute(
+            f"SELECT id FROM vectors WHERE kind IN ({','.join('?' * len(kinds))})", kinds).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def index(self, name: str):
-        """The loaded FAISS index ``name`` (text, image, audio or joint), read once."""
+    def drop_indexes(self) -> None:
+        """Delete every index of this collection from its backend (before a rebuild from scratch)."""
+        self.backend.destroy()
+        self._indexes = {}
+
+    def index(self, name: str) -> VectorIndex:
+        """The open index ``name`` (text, image, audio or joint), opened once."""
         if name not in INDEX_KINDS:
             raise CollectionError(f"unknown index {name!r}; use one of {list(INDEX_KINDS)}")
         if name not in self._indexes:
             entry = self.manifest["indexes"].get(name)
             if entry is None:
                 raise CollectionError(f"collection {self.name!r} has no {name} index yet; run `crossmodal index`")
-            self._indexes[name] = self._load(name, entry)
+            self._indexes[name] = self.backend.open(name, entry)
         return self._indexes[name]
 
-    def search(self, name: str, queries: np.ndarray, k: int,
-               selector_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, vector ids) of the k nearest vectors in one index."""
-        index = self.index(name)
+    def search(self, name: str, queries: np.ndarray, k: int, selector_ids: np.ndarray | None = None,
+               filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, vector ids) of the k nearest vectors in one index, restricted to ``selector_ids``
+        and, where the backend evaluates them itself, ``filters``."""
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        return faiss_index.search(index, q, k, faiss_index.IndexParams(), selector_ids=selector_ids)
+        return self.index(name).search(q, k, selector_ids=selector_ids, filters=filters)
+
+
+def backend_spec(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's backend block; collections from before backends existed are FAISS."""
+    return manifest.get("backend") or {"name": "faiss"}
+
+
+def new_backend_spec(name: str, collection: str, milvus_uri: str = "") -> dict[str, Any]:
+    """The backend block for a new collection (or a migration): FAISS, or Milvus at ``milvus_uri``
+    (a server URL, or a Milvus Lite file; default ``milvus.db`` in the collection folder)."""
+    check_backend(name)
+    if name == "faiss":
+        if milvus_uri:
+            raise BackendError("--milvus-uri needs the milvus backend")
+        return {"name": "faiss"}
+    return _milvus().new_spec(milvus_uri, collection)
+
+
+def _same_place(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["name"] == b["name"] and a.get("uri") == b.get("uri")
+
+
+def _milvus():
+    """The Milvus backend module, imported on demand: pymilvus is an optional dependency."""
+    try:
+        from crossmodal.index import milvus_backend
+    except ImportError as exc:
+        raise BackendError(f"the milvus backend needs pymilvus and milvus-lite ({exc}); install them with "
+                           f"pip install 'crossmodal[milvus]'") from None
+    return milvus_backend
 
 
 def collection_folder(name_or_path: str, root: Path) -> Path:

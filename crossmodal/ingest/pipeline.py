@@ -77,29 +77,31 @@ def decode_candidate(cand: Candidate, settings: IngestSettings) -> Decoded:
     return out
 
 
+def decode_or_skip(cand: Candidate, settings: IngestSettings) -> Decoded | Skip:
+    """`decode_candidate`, with any failure turned into a Skip naming the file."""
+    try:
+        return decode_candidate(cand, settings)
+    except DecodeError as exc:
+        return Skip(exc.path, exc.reason)
+    except (OSError, ValueError, MemoryError) as exc:
+        return Skip(cand.uri, f"cannot read ({type(exc).__name__}: {exc})")
+
+
 def decode_stream(cands: Iterable[Candidate], settings: IngestSettings) -> Iterator[Decoded | Skip]:
     """Decoded candidates (or a Skip naming the file and reason), in input order."""
-    def work(cand: Candidate) -> Decoded | Skip:
-        try:
-            return decode_candidate(cand, settings)
-        except DecodeError as exc:
-            return Skip(exc.path, exc.reason)
-        except (OSError, ValueError, MemoryError) as exc:
-            return Skip(cand.uri, f"cannot read ({type(exc).__name__}: {exc})")
-
     ahead = max(1, settings.workers) * settings.batch_size * 2
     with ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="decode") as pool:
         pending: list[Future] = []
         it = iter(cands)
         for cand in it:
-            pending.append(pool.submit(work, cand))
+            pending.append(pool.submit(decode_or_skip, cand, settings))
             if len(pending) >= ahead:
                 break
         while pending:
             result = pending.pop(0).result()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(pool.submit(work, nxt))
+                pending.append(pool.submit(decode_or_skip, nxt, settings))
             yield result
 
 
