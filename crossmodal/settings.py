@@ -24,7 +24,7 @@ class IngestSettings:
     """How files become items."""
 
     workers: int = 2
-    """Background decoding threads feeding the model."""
+    """Background decoding threads feeding the model; 0 decodes in the indexing thread."""
     batch_size: int = 64
     """Items per model call and per catalog transaction (the unit a killed run can lose)."""
     text_max_chars: int = 800

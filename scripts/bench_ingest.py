@@ -9,7 +9,7 @@ content hashes differ), then, alternating in the same process, times
   decoding, batched embedding, SQLite commits, index files).
 Prints JSON with medians and the ratio end-to-end / baseline throughput.
 
-    python scripts/bench_ingest.py [--copies 2] [--repeats 3]
+    python scripts/bench_ingest.py [--copies 2] [--repeats 3] [--workers N]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +88,11 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="starter")
+    parser.add_argument("--workers", type=int, default=None, help="decode threads (default: the setting, 2)")
     args = parser.parse_args()
     settings = Settings()
+    if args.workers is not None:
+        settings = replace(settings, ingest=replace(settings.ingest, workers=args.workers))
     aligner = load_aligner(args.model)
     with tempfile.TemporaryDirectory(prefix="crossmodal-bench-") as tmp:
         root = Path(tmp)

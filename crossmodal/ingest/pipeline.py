@@ -88,9 +88,17 @@ def decode_or_skip(cand: Candidate, settings: IngestSettings) -> Decoded | Skip:
 
 
 def decode_stream(cands: Iterable[Candidate], settings: IngestSettings) -> Iterator[Decoded | Skip]:
-    """Decoded candidates (or a Skip naming the file and reason), in input order."""
-    ahead = max(1, settings.workers) * settings.batch_size * 2
-    with ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="decode") as pool:
+    """Decoded candidates (or a Skip naming the file and reason), in input order.
+
+    ``workers = 0`` decodes in the calling thread. On a 2-core machine with a model as small as
+    the starter that is faster: background threads compete with torch's threads for the same
+    cores and the GIL (scripts/bench_ingest.py measures both)."""
+    if settings.workers <= 0:
+        for cand in cands:
+            yield decode_or_skip(cand, settings)
+        return
+    ahead = settings.workers * settings.batch_size * 2
+    with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="decode") as pool:
         pending: list[Future] = []
         it = iter(cands)
         for cand in it:
