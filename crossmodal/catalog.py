@@ -173,8 +173,22 @@ class Catalog:
                                 (str(SCHEMA_VERSION),))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise CatalogError(f"{self.path}: catalog schema {row[0]}, this crossmodal reads {SCHEMA_VERSION}")
+            self._backfill_item_meta()
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"{self.path}: not a usable catalog database ({exc})") from None
+
+    def _backfill_item_meta(self) -> None:
+        """Catalogs written before the item_meta table existed get it filled from items.meta."""
+        db = self.db
+        if db.execute("SELECT 1 FROM item_meta LIMIT 1").fetchone() is not None:
+            return
+        rows = db.execute("SELECT id, meta FROM items WHERE meta != '{}'").fetchall()
+        pairs = [(item_id, str(k), str(v)) for item_id, meta in rows for k, v in json.loads(meta).items()
+                 if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+        if pairs:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO item_meta (item_id, key, value) VALUES (?,?,?)", pairs)
+            db.execute("COMMIT")
 
     @property
     def db(self) -> sqlite3.Connection:

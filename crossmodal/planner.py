@@ -65,6 +65,15 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return (v / norm).astype(np.float32)
 
 
+def _members(ids: np.ndarray, allowed_sorted: np.ndarray) -> np.ndarray:
+    """Which of ``ids`` are in the sorted ``allowed_sorted`` (a binary search per id, so a
+    filter of many ids costs nothing per query)."""
+    if len(allowed_sorted) == 0:
+        return np.zeros(len(ids), dtype=bool)
+    pos = np.minimum(np.searchsorted(allowed_sorted, ids), len(allowed_sorted) - 1)
+    return allowed_sorted[pos] == ids
+
+
 class EmbeddingCache:
     """A small LRU of query-part vectors keyed by content (text, or the file's bytes)."""
 
@@ -200,7 +209,7 @@ class Planner:
                     ids = ids[0][ids[0] >= 0]
                     exhausted = exhausted and len(ids) < fetch
                     if allowed is not None:
-                        ids = ids[np.isin(ids, allowed)]
+                        ids = ids[_members(ids, allowed)]
                     found.update(int(i) for i in ids)
             owners = self.collection.catalog.vector_owners(sorted(found))
             # A pushed-down filter that returned fewer than asked has nothing more to give.

@@ -90,3 +90,16 @@ def test_a_file_that_is_not_a_database_is_refused_by_name(tmp_path):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(CatalogError, match="catalog.sqlite: not a usable catalog"):
         Catalog(bad)
+
+
+def test_metadata_filter_index_is_backfilled_for_older_catalogs(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    with Catalog(path) as cat:
+        with cat.transaction():
+            item = cat.add_item(_audio_item("old"))
+            cat.link_file("/a.wav", item, 1, 1)
+            cat.db.execute("DELETE FROM item_meta")
+        assert len(cat.filter_vector_ids(meta={"label": "3"})) == 0
+    with Catalog(path) as cat:
+        assert len(cat.filter_vector_ids(meta={"label": "3"})) == 2
+        assert len(cat.filter_vector_ids(meta={"label": "4"})) == 0
