@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -55,8 +56,8 @@ def server(tmp_path_factory):
             url = re.search(r"http://\S+/", proc.stdout.readline()).group(0)
             yield url, root
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0, "the server did not shut down cleanly on SIGINT"
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +165,32 @@ def test_search_upload_record_and_like_in_a_real_browser(server, browser):
     assert position < len(before) - 1, (before, after)
     assert "crossmodal_user=browser-user" in page.evaluate("document.cookie")
     assert not errors, errors
+
+
+def test_image_by_drag_and_drop_and_by_paste(server, browser):
+    url, _ = server
+    page = browser.new_page(bypass_csp=True)
+    page.goto(url)
+    data = list(corpus_files("image", "5", 5)[4].read_bytes())
+    make = ("bytes => { const dt = new DataTransfer(); dt.items.add(new File([new Uint8Array(bytes)], 'five.png', "
+            "{type: 'image/png'})); return dt; }")
+    page.dispatch_event("#image-drop", "drop", {"dataTransfer": page.evaluate_handle(make, data)})
+    assert page.is_visible("#image-preview img")
+    page.uncheck("input[name=target][value=text]")
+    page.uncheck("input[name=target][value=audio]")
+    page.fill("#k", "3")
+    found = _search(page)
+    texts = page.eval_on_selector_all("#results li .meta", "els => els.map(e => e.textContent)")
+    assert len(found) == 3 and all("_5.png" in t for t in texts), texts
+    page.click("#image-clear")
+    seven = list(corpus_files("image", "7", 5)[4].read_bytes())
+    page.evaluate("bytes => { const dt = new DataTransfer(); dt.items.add(new File([new Uint8Array(bytes)], "
+                  "'seven.png', {type: 'image/png'})); document.dispatchEvent(new ClipboardEvent('paste', "
+                  "{clipboardData: dt})); }", seven)
+    assert page.is_visible("#image-preview img")
+    _search(page)
+    texts = page.eval_on_selector_all("#results li .meta", "els => els.map(e => e.textContent)")
+    assert all("_7.png" in t for t in texts), texts
 
 
 def test_errors_and_empty_input_are_explained(server, browser):
