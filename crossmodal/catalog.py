@@ -315,6 +315,8 @@ class Catalog:
         return uris
 
     def has_item(self, item_id: int) -> bool:
+        if not 0 < int(item_id) < 2**63:
+            return False
         return self.db.execute("SELECT 1 FROM items WHERE id=?", (item_id,)).fetchone() is not None
 
     def counts(self) -> dict[str, int]:
@@ -480,6 +482,8 @@ class Catalog:
 
     def item(self, item_id: int) -> dict | None:
         """An item as a plain dict: id, modality, modalities, uris, meta, segments."""
+        if not 0 < int(item_id) < 2**63:
+            return None
         row = self.db.execute("SELECT id, content_hash, modality, modalities, meta, added_at FROM items WHERE id=?",
                               (item_id,)).fetchone()
         if row is None:

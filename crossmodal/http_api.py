@@ -46,7 +46,7 @@ def _flag(value: Any) -> bool:
 
 
 def _int_field(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ApiError(400, f"{name}: expected an integer from {low} to {high}")
     try:
         number = int(value)
@@ -203,7 +203,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> Flask:
                      late_merge=merge, explain=_flag(get("explain", False)))
 
     def _item_or_404(item_id: int) -> dict[str, Any]:
-        item = engine.item(item_id)
+        item = engine.item(item_id) if 0 < item_id < 2**63 else None
         if item is None:
             raise ApiError(404, f"no item {item_id}")
         return item

@@ -115,6 +115,7 @@ def test_search_by_json_text_and_by_multipart_parts(client):
     ({}, "query: give text"),
     ({"text": "x", "k": 0}, "k:"),
     ({"text": "x", "k": "many"}, "k:"),
+    ({"text": "x", "k": 2.5}, "k:"),
     ({"text": "x", "targets": ["video"]}, "targets"),
     ({"text": "x", "weights": [1, 2]}, "weights"),
     ({"text": "x", "colour": "red"}, "unknown field"),
@@ -183,7 +184,8 @@ def test_items_media_thumbnails_and_content_types(client, engine):
 @pytest.mark.parametrize("path", [
     "/api/items/..%2f..%2fetc%2fpasswd/media", "/api/items/-1/media", "/api/items/1%2e%2e/media",
     "/static/../catalog.sqlite", "/static/%2e%2e/%2e%2e/README.md", "/api/items/1/media/../../../etc/passwd",
-    "/api/media?path=/etc/passwd", "/api/nothing",
+    "/api/media?path=/etc/passwd", "/api/nothing", "/api/items/99999999999999999999",
+    "/api/items/99999999999999999999/media", "/api/items/0/thumbnail",
 ])
 def test_path_traversal_finds_nothing(client, path):
     r = client.get(path)
