@@ -33,7 +33,7 @@ from crossmodal.aligner.registry import load_aligner
 from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.index.build import index_paths
 from crossmodal.ingest.decode import decode_audio, decode_image, read_text
-from crossmodal.ingest.pipeline import batched
+from crossmodal.ingest.pipeline import batched, decode_workers
 from crossmodal.ingest.sources import discover
 from crossmodal.settings import Settings
 
@@ -88,7 +88,7 @@ def main() -> int:
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="starter")
-    parser.add_argument("--workers", type=int, default=None, help="decode threads (default: the setting, 2)")
+    parser.add_argument("--workers", type=int, default=None, help="decode threads (default: the setting, auto)")
     args = parser.parse_args()
     settings = Settings()
     if args.workers is not None:
@@ -118,7 +118,7 @@ def main() -> int:
     result = {
         "items": n, "counts": {"image": len(images), "audio": len(clips), "text": len(texts)},
         "model": aligner.model_id, "torch_threads": torch.get_num_threads(),
-        "decode_workers": settings.ingest.workers, "batch_size": settings.ingest.batch_size,
+        "decode_workers": decode_workers(settings.ingest), "batch_size": settings.ingest.batch_size,
         "repeats": args.repeats,
         "bare_forward_s": bare, "decode_then_forward_s": naive, "end_to_end_s": e2e,
         "bare_forward_items_per_s_median": round(n / bare_s, 1),

@@ -8,6 +8,7 @@ in input order with a bounded number in flight, so memory stays flat on any coll
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -87,18 +88,26 @@ def decode_or_skip(cand: Candidate, settings: IngestSettings) -> Decoded | Skip:
         return Skip(cand.uri, f"cannot read ({type(exc).__name__}: {exc})")
 
 
+def decode_workers(settings: IngestSettings) -> int:
+    """The decoding thread count a run uses (resolving -1, auto)."""
+    if settings.workers >= 0:
+        return settings.workers
+    return 0 if (os.cpu_count() or 1) <= 2 else 2
+
+
 def decode_stream(cands: Iterable[Candidate], settings: IngestSettings) -> Iterator[Decoded | Skip]:
     """Decoded candidates (or a Skip naming the file and reason), in input order.
 
     ``workers = 0`` decodes in the calling thread. On a 2-core machine with a model as small as
     the starter that is faster: background threads compete with torch's threads for the same
     cores and the GIL (scripts/bench_ingest.py measures both)."""
-    if settings.workers <= 0:
+    workers = decode_workers(settings)
+    if workers == 0:
         for cand in cands:
             yield decode_or_skip(cand, settings)
         return
-    ahead = settings.workers * settings.batch_size * 2
-    with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="decode") as pool:
+    ahead = workers * settings.batch_size * 2
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         pending: list[Future] = []
         it = iter(cands)
         for cand in it:
