@@ -7,9 +7,10 @@
         hits = engine.search(Query((QueryPart("text", text="seven"),), targets=("image",), k=5, user="ana"))
         engine.feedback("ana", hits.results[0].id, "like")
 
-One engine may serve many threads at once: they share the loaded model and indexes (FAISS and
-torch inference are safe for concurrent reads), each thread has its own SQLite connection, and
-only the planner's small caches take a lock.
+One engine may serve many threads at once: they share the loaded model and the collection's
+indexes (FAISS and torch inference are safe for concurrent reads; a Milvus backend is a client
+of its server), each thread has its own SQLite connection, and only the planner's small caches
+take a lock.
 """
 
 from __future__ import annotations

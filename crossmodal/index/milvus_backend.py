@@ -535,7 +535,7 @@ class MilvusBackend(IndexBackend):
         stale = {name: entry for name, entry in entries.items() if name not in fresh}
         if stale and ids.size:
             if path.is_file():
-                with np.load(path) as previous:
+                with np.load(path, allow_pickle=False) as previous:
                     common, mine, theirs = np.intersect1d(ids, previous["ids"], return_indices=True)
                     changed = common[digests[mine] != previous["digests"][theirs]]
             else:
