@@ -123,3 +123,20 @@ def test_signature_changes_when_a_file_or_its_caption_changes(tmp_path):
     assert cand.signature() == before
     (tmp_path / "a.txt").write_text("second caption")
     assert cand.signature() != before
+
+
+def test_pipes_devices_and_broken_links_are_skipped_without_blocking(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "ok.txt").write_text("fine")
+    (tmp_path / "m.jsonl").write_text('{"modality": "audio", "path": "pipe.wav"}\n')
+    cands, skipped = discover([tmp_path, "/dev/null"])
+    assert [c.uri for c in cands] == [str(tmp_path / "ok.txt")]
+    assert "not a regular file" in {s.source: s.reason for s in skipped}[f"{tmp_path / 'm.jsonl'}:1"]
+    reasons = {s.source: s.reason for s in skipped}
+    assert "not a regular file" in reasons[str(tmp_path / "pipe.wav")]
+    assert "not a regular file" in reasons[str(tmp_path / "gone.png")]
+    assert "not a regular file" in reasons["/dev/null"]

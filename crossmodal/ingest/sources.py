@@ -93,6 +93,9 @@ def _files_to_candidates(files: list[Path], source: str, skipped: list[Skip]) ->
     for path in files:
         if path.suffix.lower() in MANIFEST_SUFFIXES:
             continue
+        if not path.is_file():
+            skipped.append(Skip(str(path), "not a regular file (a pipe, socket, device or broken link)"))
+            continue
         try:
             kind = sniff_file(path)
         except DecodeError as exc:
@@ -154,6 +157,9 @@ def _manifest_candidates(manifest: Path, skipped: list[Skip]) -> list[Candidate]
                     cand.text = it.text
                     continue
                 path = it.path.resolve() if it.path is not None else None
+                if path is not None and path.exists() and not path.is_file():
+                    problem = f"{path}: not a regular file"
+                    break
                 try:
                     kind = sniff_file(path) if path is not None else None
                 except DecodeError as exc:
