@@ -24,8 +24,10 @@ def serve(engine: Engine, settings: Settings, host: str = "127.0.0.1", port: int
     from waitress import create_server
 
     app = create_app(engine, settings)
+    # Bodies up to 4x the upload limit reach Flask, which answers 413 with a JSON error; waitress
+    # refuses anything larger itself, from the Content-Length alone.
     server = create_server(app, host=host, port=port, threads=settings.server.threads,
-                           max_request_body_size=int(settings.server.max_upload_mb * (1 << 20)) + (1 << 20),
+                           max_request_body_size=4 * int(settings.server.max_upload_mb * (1 << 20)) + (1 << 20),
                            ident="crossmodal", clear_untrusted_proxy_headers=True)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{server.effective_port}/"

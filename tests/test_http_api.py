@@ -220,9 +220,11 @@ def test_uploads_are_removed_after_each_request(client):
 
 @pytest.mark.slow
 def test_real_server_concurrent_and_hostile_requests_then_sigterm(collection, tmp_path):
+    (tmp_path / "crossmodal.toml").write_text("[server]\nmax_upload_mb = 1.0\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CROSSMODAL_CONFIG": str(tmp_path / "crossmodal.toml")}
     with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--index", str(collection),
                            "--port", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+                          env=env) as proc:
         _exercise_server(proc)
 
 
@@ -252,6 +254,11 @@ def _exercise_server(proc: subprocess.Popen) -> None:
         assert post("api/search", b"{broken", "application/json")[0] == 400
         assert post("api/search", b"--x\r\nnonsense", "multipart/form-data; boundary=x")[0] == 400
         assert post("api/search", os.urandom(4000), "application/octet-stream")[0] == 400
+        boundary = "b0undary"
+        big = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+               f"Content-Type: image/png\r\n\r\n").encode() + os.urandom(2 << 20) + f"\r\n--{boundary}--\r\n".encode()
+        status, body = post("api/search", big, f"multipart/form-data; boundary={boundary}")
+        assert status == 413 and "larger than" in body["error"]
         assert search("seven")[0] == 200
         proc.terminate()
         assert proc.wait(timeout=30) == 0
