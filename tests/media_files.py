@@ -35,6 +35,29 @@ def corpus_files(modality: str, label: str, count: int) -> list[Path]:
     return files[:count]
 
 
+def copy_digits(media: Path, images_per_label: int, audio_per_label: int) -> Path:
+    """``media/images`` and ``media/audio`` holding the first few demo files of every digit."""
+    for modality, sub, count in (("image", "images", images_per_label), ("audio", "audio", audio_per_label)):
+        (media / sub).mkdir(parents=True, exist_ok=True)
+        for label in "0123456789":
+            for src in corpus_files(modality, label, count):
+                shutil.copy(src, media / sub / src.name)
+    return media
+
+
+def brute_force_top(catalog, vector, allowed_items: set[int], targets, k: int) -> list[int]:
+    """Item ids of the exact top k by best-vector cosine among ``allowed_items``: the reference
+    the planner's filtered results must equal."""
+    ids, mat = catalog.vectors(list(targets))
+    hits = catalog.describe(ids)
+    best: dict[int, float] = {}
+    for vid, score in zip(ids, mat @ vector):
+        item = hits[int(vid)].item_id
+        if item in allowed_items and score > best.get(item, -9):
+            best[item] = float(score)
+    return [i for i, _ in sorted(best.items(), key=lambda kv: -kv[1])[:k]]
+
+
 HOSTILE = {
     "truncated.png": "corrupt or truncated image",
     "empty.png": "file is empty",

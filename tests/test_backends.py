@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_files import corpus_files
+from media_files import brute_force_top, copy_digits, corpus_files
 
 from crossmodal.aligner import load_aligner
 from crossmodal.cli import EXIT_ERROR, EXIT_OK, main
@@ -77,17 +77,6 @@ def test_the_manifest_names_the_backend_and_every_command_uses_it(demo, capsys):
     assert [r["label"] for r in json.loads(out)["results"]].count("4") >= 4
 
 
-def _brute_force(engine: Engine, vector: np.ndarray, allowed_items: set[int], targets, k: int) -> list[int]:
-    ids, mat = engine.collection.catalog.vectors(list(targets))
-    hits = engine.collection.catalog.describe(ids)
-    best: dict[int, float] = {}
-    for vid, score in zip(ids, mat @ vector):
-        item = hits[int(vid)].item_id
-        if item in allowed_items and score > best.get(item, -9):
-            best[item] = float(score)
-    return [i for i, _ in sorted(best.items(), key=lambda kv: -kv[1])[:k]]
-
-
 @pytest.mark.parametrize("filters", [
     Filters(meta={"label": "3"}),
     Filters(uri_glob="*/audio/*_theo_*"),
@@ -109,7 +98,8 @@ def test_filters_never_leak_and_match_brute_force(demo, starter, filters):
         part = QueryPart("text", text="someone saying seven")
         response = engine.search(Query((part,), targets=("image", "audio", "text"), k=10, filters=filters))
         assert {r.id for r in response.results} <= allowed
-        expected = _brute_force(engine, engine.planner.embed_part(part), allowed, ("image", "audio", "text"), 10)
+        expected = brute_force_top(engine.collection.catalog, engine.planner.embed_part(part), allowed,
+                                   ("image", "audio", "text"), 10)
         assert [r.id for r in response.results] == expected
         mode = response.plan.filter_mode
         assert ("filter expression" in mode) == (backend == "milvus"), mode
@@ -194,14 +184,7 @@ def test_incremental_reindex_removal_and_file_level_changes(backend, tmp_path, s
 
 
 def test_exact_search_agrees_between_flat_faiss_and_milvus_and_migrate_moves_both_ways(tmp_path, starter, capsys):
-    media = tmp_path / "media"
-    (media / "images").mkdir(parents=True)
-    (media / "audio").mkdir()
-    for label in "0123456789":
-        for src in corpus_files("image", label, 4):
-            shutil.copy(src, media / "images" / src.name)
-        for src in corpus_files("audio", label, 2):
-            shutil.copy(src, media / "audio" / src.name)
+    media = copy_digits(tmp_path / "media", 4, 2)
     (media / "notes.txt").write_text("Someone saying seven.\n\nA handwritten four.\n")
     faiss_dir, milvus_dir = tmp_path / "flat", tmp_path / "milvus"
     index_paths(faiss_dir, [media], _settings("faiss", kind="flat"), progress=False, aligner=starter)

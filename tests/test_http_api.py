@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from media_files import corpus_files
+from media_files import copy_digits, corpus_files
 from PIL import Image
 
 from crossmodal.aligner import load_aligner
@@ -30,14 +29,7 @@ from crossmodal.settings import ServerSettings, Settings
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
     root = tmp_path_factory.mktemp("http")
-    media = root / "media"
-    (media / "images").mkdir(parents=True)
-    (media / "audio").mkdir()
-    for label in "0123456789":
-        for src in corpus_files("image", label, 2):
-            shutil.copy(src, media / "images" / src.name)
-        for src in corpus_files("audio", label, 2):
-            shutil.copy(src, media / "audio" / src.name)
+    media = copy_digits(root / "media", 2, 2)
     (media / "notes.txt").write_text("Someone saying seven, twice.\n")
     index_paths(root / "coll", [media], Settings(), progress=False, aligner=load_aligner("starter"))
     return root / "coll"

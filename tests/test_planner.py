@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_files import corpus_files
+from media_files import brute_force_top, corpus_files
 
 from crossmodal.aligner import load_aligner
 from crossmodal.cli import EXIT_OK, main
@@ -132,17 +132,6 @@ def test_every_fusion_finds_the_class_both_parts_agree_on(engine, fusion, merge)
     assert scores == sorted(scores, reverse=True)
 
 
-def _brute_force(engine: Engine, vector: np.ndarray, allowed_items: set[int], targets, k: int) -> list[int]:
-    ids, mat = engine.collection.catalog.vectors(list(targets))
-    hits = engine.collection.catalog.describe(ids)
-    best: dict[int, float] = {}
-    for vid, score in zip(ids, mat @ vector):
-        item = hits[int(vid)].item_id
-        if item in allowed_items and score > best.get(item, -9):
-            best[item] = float(score)
-    return [i for i, _ in sorted(best.items(), key=lambda kv: -kv[1])[:k]]
-
-
 @pytest.mark.parametrize("filters", [
     Filters(meta={"label": "3"}),
     Filters(uri_glob="*/audio/*_theo_*"),
@@ -162,7 +151,8 @@ def test_filters_never_leak_and_match_brute_force(demo, starter, filters, select
         part = QueryPart("text", text="someone saying seven")
         response = engine.search(_query(part, targets=("image", "audio", "text"), k=10, filters=filters))
         assert {r.id for r in response.results} <= allowed
-        expected = _brute_force(engine, engine.planner.embed_part(part), allowed, ("image", "audio", "text"), 10)
+        expected = brute_force_top(engine.collection.catalog, engine.planner.embed_part(part), allowed,
+                                   ("image", "audio", "text"), 10)
         assert [r.id for r in response.results] == expected
         if allowed:
             assert ("inside" in response.plan.filter_mode) == (selective_fraction == 1.0)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from media_files import corpus_files
+from media_files import copy_digits, corpus_files
 
 from crossmodal.aligner import load_aligner
 from crossmodal.index.build import index_paths
@@ -40,14 +40,7 @@ def _chromium() -> str | None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
-    media = root / "media"
-    for sub in ("images", "audio"):
-        (media / sub).mkdir(parents=True)
-    for label in "0123456789":
-        for src in corpus_files("image", label, 3):
-            shutil.copy(src, media / "images" / src.name)
-        for src in corpus_files("audio", label, 3):
-            shutil.copy(src, media / "audio" / src.name)
+    media = copy_digits(root / "media", 3, 3)
     index_paths(root / "coll", [media], Settings(), progress=False, aligner=load_aligner("starter"))
     with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--index", str(root / "coll"),
                            "--port", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -124,9 +124,11 @@ def _clear(folder: Path, token: str | None = None) -> None:
         shutil.rmtree(folder)
 
 
-def _store(catalog: Catalog, cand: Candidate, item: NewItem | None, content_hash: str,
+def _store(catalog: Catalog, cand: Candidate, item: NewItem | None, content_hash: str, signature: str,
            report: IndexReport) -> None:
-    """Link the candidate's uri to its item, adding the item first when its content is new."""
+    """Link the candidate's uri to its item, adding the item first when its content is new.
+    ``signature`` is the one taken before the files were read, so a file that changes while it
+    is being indexed is read again next time."""
     state = catalog.file_state(cand.uri)
     existed = state is not None
     item_id = catalog.item_for_hash(content_hash)
@@ -144,7 +146,7 @@ def _store(catalog: Catalog, cand: Candidate, item: NewItem | None, content_hash
     else:
         report.duplicates += 1
     size, mtime = cand.primary_stat()
-    catalog.link_file(cand.uri, item_id, size, mtime, cand.signature(), cand.source)
+    catalog.link_file(cand.uri, item_id, size, mtime, signature, cand.source)
 
 
 def _prune(catalog: Catalog, seen: set[str], manifests: set[str]) -> int:
@@ -173,6 +175,7 @@ def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, m
         catalog = coll.catalog
         cands, report.skipped = discover(paths)
         todo: list[Candidate] = []
+        signatures: dict[str, str] = {}
         for cand in cands:
             state = catalog.file_state(cand.uri)
             try:
@@ -184,6 +187,7 @@ def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, m
                 report.unchanged += 1
             else:
                 todo.append(cand)
+                signatures[cand.uri] = signature
         todo.sort(key=lambda c: PRIMARY_ORDER.index(c.modality))  # one modality per model call where possible
         bar = tqdm(total=len(todo), unit="item", desc=f"indexing {coll.name}", disable=not progress)
         for batch in batched(decode_stream(todo, settings.ingest), settings.ingest.batch_size):
@@ -198,7 +202,7 @@ def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, m
                     if isinstance(result, Skip):
                         report.skipped.append(result)
                         continue
-                    _store(catalog, d.cand, result, d.content_hash, report)
+                    _store(catalog, d.cand, result, d.content_hash, signatures[d.cand.uri], report)
             bar.update(len(batch))
             if on_batch is not None:
                 on_batch(len(batch))
