@@ -24,9 +24,10 @@ class IngestSettings:
     """How files become items."""
 
     workers: int = -1
-    """Background decoding threads feeding the model; 0 decodes in the indexing thread; -1
-    (auto) means 0 on machines with at most 2 cores, where threads compete with torch's own
-    (measured by scripts/bench_ingest.py: 1,490 items/s inline vs 1,070 with 2 threads), else 2."""
+    """Decoding processes feeding the model; 0 decodes in the indexing process; -1 (auto) means
+    0 on machines with at most 2 cores, where a worker competes with torch's two threads for
+    the cores and slows the forward pass more than it saves (scripts/bench_ingest.py: 1,370
+    items/s inline vs 960 with one worker), else 2."""
     batch_size: int = 64
     """Items per model call and per catalog transaction (the unit a killed run can lose)."""
     text_max_chars: int = 800

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-epoch", type=int, default=250)
     parser.add_argument("--typeset-per-digit", type=int, default=300)
     parser.add_argument("--mnist-train-limit", type=int, default=None)
+    parser.add_argument("--tts-voices", type=int, default=0,
+                        help="synthetic speakers (espeak-ng/flite/festival) that join the training audio")
     parser.add_argument("--batch-sizes", default=None, help='JSON object, e.g. {"image": 64}')
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = train_digits_aligner(args.data, args.out, args.work, cfg, config=args.config,
                                        holdout_speakers=speakers,
                                        typeset_per_digit=args.typeset_per_digit,
-                                       mnist_train_limit=args.mnist_train_limit, progress=not args.quiet)
+                                       mnist_train_limit=args.mnist_train_limit, tts_voices=args.tts_voices,
+                                       progress=not args.quiet)
     except CrossmodalError as exc:
         print(f"train_starter_model: error: {exc}", file=sys.stderr)
         return 1

@@ -104,6 +104,16 @@ def pad_batch(chunks: list[np.ndarray], min_samples: int) -> tuple[torch.Tensor,
 FeatureAugment = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def cepstral_smoother(n_mels: int, keep: int) -> torch.Tensor:
+    """(n_mels, n_mels) projection of a log-mel frame onto its first ``keep`` DCT-II
+    coefficients: the frame's spectral envelope without its fine structure."""
+    n = torch.arange(n_mels, dtype=torch.float64)
+    k = torch.arange(keep, dtype=torch.float64)[:, None]
+    dct = torch.cos(math.pi / n_mels * (n + 0.5) * k) * math.sqrt(2.0 / n_mels)
+    dct[0] /= math.sqrt(2.0)
+    return (dct.T @ dct).float()
+
+
 class LogMelFrontend(nn.Module):
     """Log-mel spectrogram normalised per utterance over its valid frames only.
 
@@ -124,6 +134,11 @@ class LogMelFrontend(nn.Module):
             sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
             hop_length=cfg.hop_length, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
             power=2.0, center=True)
+        self.lifter: torch.Tensor | None
+        if 0 < cfg.cepstral_keep < cfg.n_mels:
+            self.register_buffer("lifter", cepstral_smoother(cfg.n_mels, cfg.cepstral_keep), persistent=False)
+        else:
+            self.lifter = None
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         spec = torch.log(self.mel(waves).clamp_min(1e-10))
@@ -131,6 +146,8 @@ class LogMelFrontend(nn.Module):
         mask = (torch.arange(spec.shape[-1], device=spec.device)[None, :] < frames[:, None])[:, None, :]
         peak = spec.masked_fill(~mask, -1e9).amax(dim=(1, 2), keepdim=True)
         spec = torch.maximum(spec, peak - self.floor)
+        if self.lifter is not None:
+            spec = torch.einsum("mn,bnt->bmt", self.lifter, spec)
         count = mask.sum(dim=(1, 2), keepdim=True) * spec.shape[1]
         mean = (spec * mask).sum(dim=(1, 2), keepdim=True) / count
         var = (((spec - mean) * mask) ** 2).sum(dim=(1, 2), keepdim=True) / count

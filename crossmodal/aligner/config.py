@@ -80,6 +80,11 @@ class AudioCnnCfg:
     over the clip (cepstral mean normalisation in the mel domain). It is off by default:
     leaving one speaker out, it helped one voice and hurt another, while training with random
     equaliser curves (see ``AudioAugmentCfg.eq_amplitude``) helped one and kept the other.
+    ``cepstral_keep`` > 0 keeps only that many cepstral coefficients of each frame's log-mel
+    spectrum (the smooth envelope that carries the vowel), dropping the fine structure that
+    carries the speaker's pitch harmonics; 0 keeps the spectrum as it is. It is off: keeping
+    14, jackson held out went from 0.892 / 0.906 to 0.832 / 0.930 (audio→image / audio→text
+    recall@1) and george from 0.914 / 0.932 to 0.898 / 0.912.
     """
 
     type: str = "audio_cnn"
@@ -92,6 +97,7 @@ class AudioCnnCfg:
     f_max: float = 4000.0
     dynamic_range_db: float = 80.0
     bin_mean_norm: bool = False
+    cepstral_keep: int = 0
     trim_top_db: float = 35.0
     window_seconds: float = 2.0
     hop_seconds: float = 1.0

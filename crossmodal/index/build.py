@@ -2,7 +2,7 @@
 
 The run is incremental and crash-safe. A candidate whose files have the signature stored in
 the catalog is skipped unread; one whose content hash is already stored is linked, not
-embedded again; everything else is decoded in background threads, embedded in batches and
+embedded again; everything else is decoded in worker processes, embedded in batches and
 committed one batch per transaction. Index files are published last, so a killed run leaves
 the previous collection readable, and the next run picks up after the last committed batch.
 """

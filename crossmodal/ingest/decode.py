@@ -7,6 +7,7 @@ checked from the header before any samples are read.
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +45,32 @@ def _check_file(path: Path) -> int:
     return size
 
 
-def decode_image(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
-    """A fully loaded Pillow image, EXIF orientation applied, first frame of animations."""
+def read_small_file(path: str | Path, limit: int) -> bytes | None:
+    """The whole content of a regular file of at most ``limit`` bytes, else None (too big: the
+    caller decodes from the path). Raises DecodeError for a missing, unreadable or empty file."""
     path = Path(path)
-    _check_file(path)
+    if _check_file(path) > limit:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+
+
+def decode_image(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: bytes | None = None) -> Image.Image:
+    """A fully loaded Pillow image, EXIF orientation applied, first frame of animations.
+
+    ``data``, when given, is the file's content already read (errors still name ``path``)."""
+    path = Path(path)
+    if data is None:
+        _check_file(path)
+    elif not data:
+        raise DecodeError(path, "file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 if img.width * img.height > limits.max_image_pixels:
                     raise DecodeError(path, f"image is {img.width}x{img.height}, over the "
                                             f"{limits.max_image_pixels:,}-pixel limit")
@@ -69,26 +88,38 @@ def decode_image(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> Ima
         raise DecodeError(path, f"corrupt or truncated image ({exc})") from None
 
 
-def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> Waveform:
-    """Float32 samples (frames, channels) and rate, read with soundfile (WAV, FLAC, OGG, MP3)."""
+def _sndfile_reason(exc: Exception) -> str:
+    """libsndfile's own words, without soundfile's "Error opening <object>:" prefix."""
+    return str(getattr(exc, "error_string", "") or exc)
+
+
+def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: bytes | None = None) -> Waveform:
+    """Float32 samples (frames, channels) and rate, read with soundfile (WAV, FLAC, OGG, MP3).
+
+    The file is opened once: the header is checked against the length limit before any samples
+    are read. ``data``, when given, is the file's content already read (errors name ``path``)."""
     import soundfile as sf
 
     path = Path(path)
-    _check_file(path)
+    if data is None:
+        _check_file(path)
+    elif not data:
+        raise DecodeError(path, "file is empty")
     try:
-        info = sf.info(str(path))
+        handle = sf.SoundFile(str(path) if data is None else io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise DecodeError(path, f"not a recognised audio format ({exc})") from None
-    if info.samplerate <= 0 or info.channels <= 0:
-        raise DecodeError(path, "audio header has no sample rate or channels")
-    if info.frames and info.frames / info.samplerate > limits.max_audio_seconds:
-        raise DecodeError(path, f"audio lasts {info.frames / info.samplerate:.0f} s, over the "
-                                f"{limits.max_audio_seconds:g}-second limit")
-    try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True,
-                                frames=int(limits.max_audio_seconds * info.samplerate) + 1)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise DecodeError(path, f"corrupt audio data ({exc})") from None
+        raise DecodeError(path, f"not a recognised audio format ({_sndfile_reason(exc)})") from None
+    with handle:
+        if handle.samplerate <= 0 or handle.channels <= 0:
+            raise DecodeError(path, "audio header has no sample rate or channels")
+        if handle.frames and handle.frames / handle.samplerate > limits.max_audio_seconds:
+            raise DecodeError(path, f"audio lasts {handle.frames / handle.samplerate:.0f} s, over the "
+                                    f"{limits.max_audio_seconds:g}-second limit")
+        rate = handle.samplerate
+        try:
+            samples = handle.read(frames=int(limits.max_audio_seconds * rate) + 1, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise DecodeError(path, f"corrupt audio data ({_sndfile_reason(exc)})") from None
     if samples.shape[0] == 0:
         raise DecodeError(path, "audio holds no samples")
     if samples.shape[0] > limits.max_audio_seconds * rate:
@@ -98,13 +129,17 @@ def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> Wav
     return Waveform(samples[:, 0] if samples.shape[1] == 1 else samples, int(rate))
 
 
-def read_text(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS) -> str:
-    """UTF-8 text (BOM allowed); binary or oversized files are refused."""
+def read_text(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: bytes | None = None) -> str:
+    """UTF-8 text (BOM allowed); binary or oversized files are refused. ``data``, when given,
+    is the file's content already read."""
     path = Path(path)
-    size = _check_file(path)
+    size = _check_file(path) if data is None else len(data)
+    if size == 0:
+        raise DecodeError(path, "file is empty")
     if size > limits.max_text_bytes:
         raise DecodeError(path, f"text file is {size:,} bytes, over the {limits.max_text_bytes:,}-byte limit")
-    data = path.read_bytes()
+    if data is None:
+        data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise DecodeError(path, "binary data, not text")
     try:

@@ -1,16 +1,21 @@
-"""Decode candidates in background threads and embed them in batched model calls.
+"""Decode candidates in worker processes and embed them in batched model calls.
 
-Decoding (file reads, Pillow, libsndfile, resampling) releases the GIL, so a small thread
-pool keeps the next batch ready while the model runs on the current one. Results come back
-in input order with a bounded number in flight, so memory stays flat on any collection size.
+Worker processes keep the next batches decoded while the model runs on the current one.
+Results come back in input order with a bounded number in flight, so memory stays flat on any
+collection size.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import signal
+import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +25,7 @@ from crossmodal.aligner.model import Aligner
 from crossmodal.catalog import NewItem, NewSegment
 from crossmodal.errors import CrossmodalError, DecodeError
 from crossmodal.ingest.chunk_text import TextChunk, chunk_text
-from crossmodal.ingest.decode import DecodeLimits, decode_audio, decode_image, read_text
+from crossmodal.ingest.decode import DecodeLimits, decode_audio, decode_image, read_small_file, read_text
 from crossmodal.ingest.sources import Candidate, Skip
 from crossmodal.media import Waveform
 from crossmodal.settings import IngestSettings
@@ -38,6 +43,9 @@ class Decoded:
     meta: dict = field(default_factory=dict)
 
 
+IN_MEMORY_BYTES = 32 << 20
+
+
 def file_sha256(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -46,29 +54,41 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def content_hash(cand: Candidate) -> str:
-    """Identity of an item's content: the hashes of its parts, so identical files dedupe."""
-    parts = [f"{m}:{file_sha256(p)}" for m, p in sorted(cand.media.items())]
-    if cand.text_path is not None:
-        parts.append(f"text:{file_sha256(cand.text_path)}")
-    if cand.text is not None:
-        parts.append("text:" + hashlib.sha256(cand.text.encode("utf-8")).hexdigest())
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+def _read_part(path) -> tuple[bytes | None, str]:
+    """A part's bytes (None when too big to hold: it is then decoded from its path) and hash.
+    Small files are read once, for both the hash and the decoder."""
+    data = read_small_file(path, IN_MEMORY_BYTES)
+    return data, (hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path))
 
 
 def decode_candidate(cand: Candidate, settings: IngestSettings) -> Decoded:
-    """Read and decode every part of a candidate; raises DecodeError naming the bad file."""
+    """Read and decode every part of a candidate; raises DecodeError naming the bad file.
+
+    The content hash, the item's identity so identical files dedupe, combines the hashes of
+    its parts."""
     limits = DecodeLimits(settings.max_image_pixels, settings.max_audio_seconds, settings.max_text_bytes)
-    out = Decoded(cand, content_hash(cand), meta=dict(cand.meta))
+    out = Decoded(cand, "", meta=dict(cand.meta))
+    hashes = []
     if "image" in cand.media:
-        out.image = decode_image(cand.media["image"], limits)
+        data, digest = _read_part(cand.media["image"])
+        hashes.append(f"image:{digest}")
+        out.image = decode_image(cand.media["image"], limits, data)
         out.meta.update(width=out.image.width, height=out.image.height)
     if "audio" in cand.media:
+        # From the path: libsndfile reading a file beats it reading memory through Python callbacks.
         out.wave = decode_audio(cand.media["audio"], limits)
+        hashes.append(f"audio:{file_sha256(cand.media['audio'])}")
         out.meta.update(duration=round(out.wave.duration, 3), sample_rate=out.wave.sample_rate)
     text = cand.text
     if cand.text_path is not None:
-        text = read_text(cand.text_path, limits)
+        data, digest = _read_part(cand.text_path)
+        hashes.append(f"text:{digest}")
+        text = read_text(cand.text_path, limits, data)
+    elif text is not None:
+        hashes.append("text:" + hashlib.sha256(text.encode("utf-8")).hexdigest())
+    media_hashes = sorted(h for h in hashes if not h.startswith("text:"))
+    text_hashes = [h for h in hashes if h.startswith("text:")]
+    out.content_hash = hashlib.sha256("|".join(media_hashes + text_hashes).encode()).hexdigest()
     if text is not None:
         out.chunks = chunk_text(text, settings.text_max_chars, settings.text_min_chars)
         if not out.chunks:
@@ -89,37 +109,92 @@ def decode_or_skip(cand: Candidate, settings: IngestSettings) -> Decoded | Skip:
 
 
 def decode_workers(settings: IngestSettings) -> int:
-    """The decoding thread count a run uses (resolving -1, auto)."""
+    """The decoding process count a run uses (resolving -1, auto)."""
     if settings.workers >= 0:
         return settings.workers
     return 0 if (os.cpu_count() or 1) <= 2 else 2
 
 
+def _decode_chunk(cands: list[Candidate], settings: IngestSettings) -> list[Decoded | Skip]:
+    return [decode_or_skip(cand, settings) for cand in cands]
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Tie a decode worker's life to the indexer's: a killed indexer must not leave workers
+    behind holding its files (the collection's writer lock among them). Ctrl-C is the main
+    process's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def _new_pool(workers: int, context: multiprocessing.context.BaseContext) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                               initargs=(os.getpid(),))
+
+
+def _worker_context() -> multiprocessing.context.BaseContext | None:
+    """Fork where the platform has it: a forked worker starts in milliseconds, as torch's own
+    DataLoader workers do; a spawned one would import torch again before decoding anything."""
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return None
+
+
 def decode_stream(cands: Iterable[Candidate], settings: IngestSettings) -> Iterator[Decoded | Skip]:
     """Decoded candidates (or a Skip naming the file and reason), in input order.
 
-    ``workers = 0`` decodes in the calling thread. On a 2-core machine with a model as small as
-    the starter that is faster: background threads compete with torch's threads for the same
-    cores and the GIL (scripts/bench_ingest.py measures both)."""
+    With ``workers`` > 0, worker processes decode chunks of candidates ahead of the model, so
+    decoding (file reads, Pillow, libsndfile, hashing) runs beside the forward pass instead of
+    before it, without competing for the main process's GIL. ``workers = 0`` decodes in the
+    calling process; so does a platform without fork. At most two batches per worker are in
+    flight, so memory stays flat on any collection size."""
     workers = decode_workers(settings)
-    if workers == 0:
+    context = _worker_context()
+    if workers == 0 or context is None:
         for cand in cands:
             yield decode_or_skip(cand, settings)
         return
-    ahead = workers * settings.batch_size * 2
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending: list[Future] = []
-        it = iter(cands)
-        for cand in it:
-            pending.append(pool.submit(decode_or_skip, cand, settings))
-            if len(pending) >= ahead:
-                break
-        while pending:
-            result = pending.pop(0).result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(decode_or_skip, nxt, settings))
-            yield result
+    chunk = max(1, settings.batch_size // 8)
+    parts = batched(cands, chunk)
+    pool = _new_pool(workers, context)
+    pending: deque[tuple[list[Candidate], Future]] = deque()
+    try:
+        while True:
+            while len(pending) < 16 * workers and (part := next(parts, None)) is not None:
+                pending.append((part, pool.submit(_decode_chunk, part, settings)))
+            if not pending:
+                return
+            part, future = pending.popleft()
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                pool.shutdown(cancel_futures=True)
+                results = _decode_isolated(part, settings, context)
+                pool = _new_pool(workers, context)
+                pending = deque((p, pool.submit(_decode_chunk, p, settings)) for p, _ in pending)
+            yield from results
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _decode_isolated(cands: list[Candidate], settings: IngestSettings,
+                     context: multiprocessing.context.BaseContext) -> list[Decoded | Skip]:
+    """After a decoder crashed a worker (a native library on a hostile file), decode the chunk
+    one file per process: the culprit is skipped, the others are kept."""
+    out: list[Decoded | Skip] = []
+    for cand in cands:
+        with _new_pool(1, context) as solo:
+            try:
+                out.append(solo.submit(decode_or_skip, cand, settings).result())
+            except BrokenProcessPool:
+                out.append(Skip(cand.uri, "the decoder crashed on this file"))
+    return out
 
 
 def batched(stream: Iterable, size: int) -> Iterator[list]:

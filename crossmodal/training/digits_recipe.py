@@ -20,6 +20,7 @@ from crossmodal.manifest import read_manifest
 from crossmodal.training.data import IdTable, load_dataset
 from crossmodal.training.digits_world import write_digits_manifests
 from crossmodal.training.trainer import TrainCfg, seed_everything, train
+from crossmodal.training.tts_voices import write_tts_manifest
 
 LOG = logging.getLogger(__name__)
 
@@ -27,14 +28,19 @@ LOG = logging.getLogger(__name__)
 def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cfg: TrainCfg,
                          config: str = "starter-digits", holdout_speakers: Sequence[str] = (),
                          typeset_per_digit: int = 300, val_fraction: float = 0.05,
-                         mnist_train_limit: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train on MNIST train + FSDD takes 5–49 (minus held-out speakers) + training captions,
-    keep the best epoch by validation, then score it on the official held-out split, on unseen
-    fonts, and on each held-out speaker. The scores are written into the checkpoint config."""
+                         mnist_train_limit: int | None = None, tts_voices: int = 0,
+                         progress: bool = True) -> dict[str, Any]:
+    """Train on MNIST train + FSDD takes 5–49 (minus held-out speakers) + training captions
+    (+ ``tts_voices`` synthetic speakers saying each digit), keep the best epoch by validation,
+    then score it on the official held-out split, on unseen fonts, and on each held-out
+    speaker. The scores are written into the checkpoint config."""
     started = time.time()
     manifests = write_digits_manifests(data_dir, work_dir, holdout_speakers, mnist_train_limit=mnist_train_limit,
                                        typeset_per_digit=typeset_per_digit, seed=train_cfg.seed)
     items = read_manifest(manifests["train"])
+    if tts_voices > 0:
+        tts_manifest, _ = write_tts_manifest(Path(work_dir) / "tts-train", "train", tts_voices, train_cfg.seed)
+        items += read_manifest(tts_manifest)
     fit_items, val_items = holdout_split(items, val_fraction, train_cfg.seed)
     seed_everything(train_cfg.seed)
     aligner = create_aligner(config)
@@ -42,9 +48,11 @@ def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cf
     fit = load_dataset(fit_items, aligner, labels, progress=progress)
     val = load_dataset(val_items, aligner, labels, progress=progress)
     trained_on = {
-        "data": "MNIST train (60k) + FSDD recordings 5-49 + training captions + typeset digits",
+        "data": "MNIST train (60k) + FSDD recordings 5-49 + training captions + typeset digits"
+                + (f" + {tts_voices} synthetic voices x 10 digits" if tts_voices > 0 else ""),
         "holdout_speakers": list(holdout_speakers),
         "typeset_per_digit": typeset_per_digit,
+        "tts_voices": tts_voices,
         "validation": f"{val_fraction:.0%} of the training items",
     }
     result = train(aligner, fit, val, train_cfg, out_dir, trained_on)
