@@ -36,8 +36,9 @@ from crossmodal.aligner.registry import load_aligner
 from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.index.build import index_paths
 from crossmodal.ingest.decode import decode_audio, decode_image, read_text
-from crossmodal.ingest.pipeline import batched, decode_workers
+from crossmodal.ingest.pipeline import embed_workers
 from crossmodal.ingest.sources import discover
+from crossmodal.ingest.workers import batched
 from crossmodal.settings import Settings
 
 
@@ -144,7 +145,7 @@ def main() -> int:
     result = {
         "items": n, "counts": {"image": len(images), "audio": len(clips), "text": len(texts)},
         "model": aligner.model_id, "torch_threads": torch.get_num_threads(),
-        "decode_workers": decode_workers(settings.ingest), "batch_size": settings.ingest.batch_size,
+        "workers": embed_workers(settings.ingest, aligner), "batch_size": settings.ingest.batch_size,
         "repeats": args.repeats,
         "bare_forward_s": bare, "decode_then_forward_s": naive, "end_to_end_s": e2e,
         "bare_forward_items_per_s_median": round(n / bare_s, 1),

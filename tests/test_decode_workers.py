@@ -1,21 +1,25 @@
-"""Decoding in worker processes: same results as inline, in order, and a decoder that crashes
-its process costs only the file it crashed on."""
+"""Decoding and embedding in worker processes: the same outcomes as in the indexing process,
+in order, and a file that crashes its worker costs only that file."""
 
 from __future__ import annotations
 
 import os
 import signal
-from dataclasses import replace
 
+import numpy as np
 import pytest
 from media_files import write_good, write_hostile
 
+from crossmodal.aligner import load_aligner
+from crossmodal.catalog import Catalog
 from crossmodal.ingest import pipeline
-from crossmodal.ingest.pipeline import Decoded, decode_stream
+from crossmodal.ingest.pipeline import embed_stream
 from crossmodal.ingest.sources import Skip, discover
+from crossmodal.ingest.workers import fork_context
 from crossmodal.settings import IngestSettings
 
-pytestmark = pytest.mark.skipif(pipeline._worker_context() is None, reason="needs fork")
+pytestmark = pytest.mark.skipif(fork_context() is None, reason="needs fork")
+CRASHED = "reading this file crashed the worker process"
 
 
 @pytest.fixture(scope="module")
@@ -27,32 +31,65 @@ def candidates(tmp_path_factory):
     return cands
 
 
-def _summary(results):
-    return [(r.cand.uri, r.content_hash, r.meta.get("width"), r.meta.get("duration")) if isinstance(r, Decoded)
-            else (r.source, r.reason) for r in results]
+@pytest.fixture(scope="module")
+def starter():
+    return load_aligner("starter")
+
+
+def _outcomes(cands, aligner, workers, catalog):
+    settings = IngestSettings(batch_size=8, workers=workers)
+    batches = list(embed_stream(cands, aligner, settings, {}, str(catalog.path),
+                                lambda h: catalog.item_for_hash(h) is not None))
+    assert all(len(b) <= 8 for b in batches)
+    return [o for b in batches for o in b]
+
+
+def _same(a, b):
+    assert [o.cand.uri for o in a] == [o.cand.uri for o in b]
+    for x, y in zip(a, b):
+        assert x.content_hash == y.content_hash
+        if isinstance(x.item, Skip):
+            assert x.item == y.item
+            continue
+        assert x.item.meta == y.item.meta and x.item.vectors.keys() == y.item.vectors.keys()
+        for kind in x.item.vectors:
+            np.testing.assert_allclose(x.item.vectors[kind], y.item.vectors[kind], atol=1e-5)
+        assert [(s.modality, s.start, s.end) for s in x.item.segments] == \
+               [(s.modality, s.start, s.end) for s in y.item.segments]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_workers_give_what_inline_decoding_gives_in_the_same_order(candidates, workers):
-    settings = IngestSettings(batch_size=8)
-    inline = _summary(decode_stream(candidates, replace(settings, workers=0)))
-    assert _summary(decode_stream(candidates, replace(settings, workers=workers))) == inline
-    assert any(isinstance(r, tuple) and len(r) == 2 for r in inline)  # the hostile files are skipped
+def test_workers_give_what_the_indexing_process_gives_in_the_same_order(candidates, starter, workers, tmp_path):
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        inline = _outcomes(candidates, starter, 0, catalog)
+        _same(_outcomes(candidates, starter, workers, catalog), inline)
+    assert sum(isinstance(o.item, Skip) for o in inline) >= 5  # the hostile files that reach a decoder
 
 
-def test_a_decoder_crash_skips_only_that_file(candidates, monkeypatch):
+def test_a_file_that_crashes_its_worker_is_the_only_one_lost(candidates, starter, monkeypatch, tmp_path):
     victim = next(c for c in candidates if c.modality == "audio")
     real = pipeline.decode_candidate
 
     def crash_on_victim(cand, settings):
-        if cand.uri == victim.uri:
+        if cand.uri == victim.uri and os.getpid() != parent:
             os.kill(os.getpid(), signal.SIGSEGV)  # what a native decoder bug does to its process
         return real(cand, settings)
 
-    settings = IngestSettings(batch_size=8)
-    expected = _summary(decode_stream(candidates, replace(settings, workers=0)))
-    monkeypatch.setattr(pipeline, "decode_candidate", crash_on_victim)  # inherited by the forked workers
-    results = list(decode_stream(candidates, replace(settings, workers=2)))
-    crashed = [r for r in results if isinstance(r, Skip) and r.source == victim.uri]
-    assert [r.reason for r in crashed] == ["the decoder crashed on this file"]
-    assert [s for s in _summary(results) if s[0] != victim.uri] == [s for s in expected if s[0] != victim.uri]
+    parent = os.getpid()
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        expected = _outcomes(candidates, starter, 0, catalog)
+        monkeypatch.setattr(pipeline, "decode_candidate", crash_on_victim)  # inherited by the forked workers
+        got = _outcomes(candidates, starter, 2, catalog)
+    assert [o.item for o in got if o.cand.uri == victim.uri] == [Skip(victim.uri, CRASHED)]
+    _same([o for o in got if o.cand.uri != victim.uri], [o for o in expected if o.cand.uri != victim.uri])
+
+
+def test_contents_already_catalogued_are_not_embedded_again(candidates, starter, tmp_path):
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        first = [o for o in _outcomes(candidates, starter, 0, catalog) if not isinstance(o.item, Skip)]
+        with catalog.transaction():
+            catalog.add_item(first[0].item)
+        for workers in (0, 2):
+            again = {o.cand.uri: o for o in _outcomes(candidates, starter, workers, catalog)}
+            assert again[first[0].cand.uri].item is None
+            assert all(again[o.cand.uri].item is not None for o in first[1:])

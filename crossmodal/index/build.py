@@ -2,8 +2,8 @@
 
 The run is incremental and crash-safe. A candidate whose files have the signature stored in
 the catalog is skipped unread; one whose content hash is already stored is linked, not
-embedded again; everything else is decoded in worker processes, embedded in batches and
-committed one batch per transaction. Index files are published last, so a killed run leaves
+embedded again; everything else is decoded and embedded in batches (in worker processes on a
+CPU) and committed one batch per transaction. Index files are published last, so a killed run leaves
 the previous collection readable, and the next run picks up after the last committed batch.
 """
 
@@ -31,7 +31,7 @@ from crossmodal.index.collection import (
     backend_spec,
     new_backend_spec,
 )
-from crossmodal.ingest.pipeline import Decoded, batched, decode_stream, embed_decoded
+from crossmodal.ingest.pipeline import embed_stream, process_batch
 from crossmodal.ingest.sources import PRIMARY_ORDER, Candidate, Skip, discover
 from crossmodal.settings import IndexSettings, Settings
 
@@ -190,22 +190,24 @@ def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, m
                 signatures[cand.uri] = signature
         todo.sort(key=lambda c: PRIMARY_ORDER.index(c.modality))  # one modality per model call where possible
         bar = tqdm(total=len(todo), unit="item", desc=f"indexing {coll.name}", disable=not progress)
-        for batch in batched(decode_stream(todo, settings.ingest), settings.ingest.batch_size):
-            decoded = [d for d in batch if isinstance(d, Decoded)]
-            report.skipped += [s for s in batch if isinstance(s, Skip)]
-            fresh = [d for d in decoded if catalog.item_for_hash(d.content_hash) is None]
-            embedded = dict(
-                (id(d), r) for d, r in embed_decoded(aligner, fresh, settings.index.fusion_weights)) if fresh else {}
+        weights = settings.index.fusion_weights
+        stream = embed_stream(todo, aligner, settings.ingest, weights, str(catalog.path),
+                              lambda content_hash: catalog.item_for_hash(content_hash) is not None)
+        for outcomes in stream:
             with catalog.transaction():
-                for d in decoded:
-                    result = embedded.get(id(d))
-                    if isinstance(result, Skip):
-                        report.skipped.append(result)
+                for outcome in outcomes:
+                    if outcome.item is None and catalog.item_for_hash(outcome.content_hash) is None:
+                        # Known when it was checked, but the item was dropped since (its last
+                        # file changed earlier in this run): embed it after all.
+                        outcome = process_batch([outcome.cand], aligner, settings.ingest, weights, lambda _: False)[0]
+                    if isinstance(outcome.item, Skip):
+                        report.skipped.append(outcome.item)
                         continue
-                    _store(catalog, d.cand, result, d.content_hash, signatures[d.cand.uri], report)
-            bar.update(len(batch))
+                    _store(catalog, outcome.cand, outcome.item, outcome.content_hash,
+                           signatures[outcome.cand.uri], report)
+            bar.update(len(outcomes))
             if on_batch is not None:
-                on_batch(len(batch))
+                on_batch(len(outcomes))
         bar.close()
         if prune:
             seen = {c.uri for c in cands}

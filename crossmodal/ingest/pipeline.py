@@ -1,21 +1,18 @@
-"""Decode candidates in worker processes and embed them in batched model calls.
+"""Candidates in, embedded items out: decoding, hashing and batched model calls.
 
-Worker processes keep the next batches decoded while the model runs on the current one.
-Results come back in input order with a bounded number in flight, so memory stays flat on any
-collection size.
+On a CPU the work is spread over forked worker processes, one per core, each decoding and
+embedding whole batches on one torch thread; the indexing process only writes the catalog. Two
+single-threaded processes on two cores do more than one process with two intra-op threads,
+which wait for each other at every layer, and decoding no longer stalls the model. Results
+come back in input order.
 """
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import signal
-import sys
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +24,7 @@ from crossmodal.errors import CrossmodalError, DecodeError
 from crossmodal.ingest.chunk_text import TextChunk, chunk_text
 from crossmodal.ingest.decode import DecodeLimits, decode_audio, decode_image, read_small_file, read_text
 from crossmodal.ingest.sources import Candidate, Skip
+from crossmodal.ingest.workers import OrderedProcessMap, batched, fork_context
 from crossmodal.media import Waveform
 from crossmodal.settings import IngestSettings
 
@@ -108,106 +106,6 @@ def decode_or_skip(cand: Candidate, settings: IngestSettings) -> Decoded | Skip:
         return Skip(cand.uri, f"cannot read ({type(exc).__name__}: {exc})")
 
 
-def decode_workers(settings: IngestSettings) -> int:
-    """The decoding process count a run uses (resolving -1, auto)."""
-    if settings.workers >= 0:
-        return settings.workers
-    return 0 if (os.cpu_count() or 1) <= 2 else 2
-
-
-def _decode_chunk(cands: list[Candidate], settings: IngestSettings) -> list[Decoded | Skip]:
-    return [decode_or_skip(cand, settings) for cand in cands]
-
-
-def _worker_init(parent_pid: int) -> None:
-    """Tie a decode worker's life to the indexer's: a killed indexer must not leave workers
-    behind holding its files (the collection's writer lock among them). Ctrl-C is the main
-    process's to handle."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(0)
-
-
-def _new_pool(workers: int, context: multiprocessing.context.BaseContext) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                               initargs=(os.getpid(),))
-
-
-def _worker_context() -> multiprocessing.context.BaseContext | None:
-    """Fork where the platform has it: a forked worker starts in milliseconds, as torch's own
-    DataLoader workers do; a spawned one would import torch again before decoding anything."""
-    if "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
-    return None
-
-
-def decode_stream(cands: Iterable[Candidate], settings: IngestSettings) -> Iterator[Decoded | Skip]:
-    """Decoded candidates (or a Skip naming the file and reason), in input order.
-
-    With ``workers`` > 0, worker processes decode chunks of candidates ahead of the model, so
-    decoding (file reads, Pillow, libsndfile, hashing) runs beside the forward pass instead of
-    before it, without competing for the main process's GIL. ``workers = 0`` decodes in the
-    calling process; so does a platform without fork. At most two batches per worker are in
-    flight, so memory stays flat on any collection size."""
-    workers = decode_workers(settings)
-    context = _worker_context()
-    if workers == 0 or context is None:
-        for cand in cands:
-            yield decode_or_skip(cand, settings)
-        return
-    chunk = max(1, settings.batch_size // 8)
-    parts = batched(cands, chunk)
-    pool = _new_pool(workers, context)
-    pending: deque[tuple[list[Candidate], Future]] = deque()
-    try:
-        while True:
-            while len(pending) < 16 * workers and (part := next(parts, None)) is not None:
-                pending.append((part, pool.submit(_decode_chunk, part, settings)))
-            if not pending:
-                return
-            part, future = pending.popleft()
-            try:
-                results = future.result()
-            except BrokenProcessPool:
-                pool.shutdown(cancel_futures=True)
-                results = _decode_isolated(part, settings, context)
-                pool = _new_pool(workers, context)
-                pending = deque((p, pool.submit(_decode_chunk, p, settings)) for p, _ in pending)
-            yield from results
-    finally:
-        pool.shutdown(cancel_futures=True)
-
-
-def _decode_isolated(cands: list[Candidate], settings: IngestSettings,
-                     context: multiprocessing.context.BaseContext) -> list[Decoded | Skip]:
-    """After a decoder crashed a worker (a native library on a hostile file), decode the chunk
-    one file per process: the culprit is skipped, the others are kept."""
-    out: list[Decoded | Skip] = []
-    for cand in cands:
-        with _new_pool(1, context) as solo:
-            try:
-                out.append(solo.submit(decode_or_skip, cand, settings).result())
-            except BrokenProcessPool:
-                out.append(Skip(cand.uri, "the decoder crashed on this file"))
-    return out
-
-
-def batched(stream: Iterable, size: int) -> Iterator[list]:
-    batch: list = []
-    for x in stream:
-        batch.append(x)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _normalise(v: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(v))
     return (v / norm).astype(np.float32) if norm > 0 else v.astype(np.float32)
@@ -262,3 +160,76 @@ def embed_decoded(aligner: Aligner, batch: Sequence[Decoded],
     for d in batch:
         out += embed_decoded(aligner, [d], weights)
     return out
+
+
+@dataclass
+class Outcome:
+    """One candidate after decoding and embedding: the item to store, a Skip saying why not,
+    or None when its content is already in the catalog (only the file is linked)."""
+
+    cand: Candidate
+    content_hash: str | None
+    item: NewItem | Skip | None
+
+
+def process_batch(cands: Sequence[Candidate], aligner: Aligner, settings: IngestSettings,
+                  weights: dict[str, float], is_known: Callable[[str], bool]) -> list[Outcome]:
+    """Decode a batch, embed the parts whose content is new in one model call per modality."""
+    decoded = [decode_or_skip(cand, settings) for cand in cands]
+    fresh = [d for d in decoded if isinstance(d, Decoded) and not is_known(d.content_hash)]
+    embedded = {id(d): r for d, r in embed_decoded(aligner, fresh, weights)} if fresh else {}
+    return [Outcome(c, None, d) if isinstance(d, Skip) else Outcome(c, d.content_hash, embedded.get(id(d)))
+            for c, d in zip(cands, decoded)]
+
+
+def embed_workers(settings: IngestSettings, aligner: Aligner) -> int:
+    """Processes that decode and embed (0: everything in the calling process). Auto (-1) is
+    one per core, up to 8; a model on a GPU stays in the calling process (CUDA does not fork)."""
+    if fork_context() is None or aligner.device.type != "cpu":
+        return 0
+    if settings.workers >= 0:
+        return settings.workers
+    cores = os.cpu_count() or 1
+    return 0 if cores < 2 else min(cores, 8)
+
+
+_WORKER: dict = {}
+
+
+def _setup_worker(aligner: Aligner, settings: IngestSettings, weights: dict[str, float], catalog_path: str) -> None:
+    """One torch thread per worker: OpenMP's thread pool does not survive fork (a forked child
+    asking it for two threads hangs), and one process per core is the parallelism anyway."""
+    import torch
+
+    torch.set_num_threads(1)
+    catalog = sqlite3.connect(f"file:{catalog_path}?mode=ro", uri=True, timeout=30.0)
+    _WORKER.update(aligner=aligner, settings=settings, weights=weights, catalog=catalog)
+
+
+def _worker_batch(cands: list[Candidate]) -> list[Outcome]:
+    catalog = _WORKER["catalog"]
+
+    def is_known(content_hash: str) -> bool:
+        return catalog.execute("SELECT 1 FROM items WHERE content_hash=?", (content_hash,)).fetchone() is not None
+
+    return process_batch(cands, _WORKER["aligner"], _WORKER["settings"], _WORKER["weights"], is_known)
+
+
+def _crashed(cand: Candidate) -> Outcome:
+    return Outcome(cand, None, Skip(cand.uri, "reading this file crashed the worker process"))
+
+
+def embed_stream(cands: Sequence[Candidate], aligner: Aligner, settings: IngestSettings,
+                 weights: dict[str, float], catalog_path: str,
+                 is_known: Callable[[str], bool]) -> Iterator[list[Outcome]]:
+    """Outcomes batch by batch, in input order. ``catalog_path`` lets workers check which
+    contents are stored already; ``is_known`` does it in this process."""
+    workers = embed_workers(settings, aligner)
+    if workers == 0:
+        for part in batched(cands, settings.batch_size):
+            yield process_batch(part, aligner, settings, weights, is_known)
+        return
+    pool = OrderedProcessMap(_worker_batch, workers, _crashed, setup=_setup_worker,
+                             setup_args=(aligner, settings, weights, catalog_path))
+    for outcomes in pool.run(cands, settings.batch_size):
+        yield list(outcomes)
