@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from crossmodal.aligner.registry import PRETRAINED_DIR
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tts-voices", type=int, default=0,
                         help="synthetic speakers (espeak-ng/flite/festival) that join the training audio")
     parser.add_argument("--batch-sizes", default=None, help='JSON object, e.g. {"image": 64}')
+    parser.add_argument("--audio-augment", default=None,
+                        help='JSON object overriding audio augmentation, e.g. {"speed": [0.75, 1.3]}')
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -46,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
                    threads=args.threads, device=args.device, progress=not args.quiet)
     if args.batch_sizes:
         cfg.batch_sizes.update(json.loads(args.batch_sizes))
+    if args.audio_augment:
+        try:
+            changes = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.audio_augment).items()}
+            cfg.audio_augment = replace(cfg.audio_augment, **changes)
+        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+            print(f"train_starter_model: error: --audio-augment: {exc}", file=sys.stderr)
+            return 2
     speakers = [s for s in args.holdout_speakers.split(",") if s]
     try:
         summary = train_digits_aligner(args.data, args.out, args.work, cfg, config=args.config,

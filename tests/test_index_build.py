@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,23 @@ def test_an_open_engine_sees_items_indexed_after_it_opened(tmp_path, starter):
         assert [Path(r.uri).name for r in engine.search(query).results] == ["one.png"]
         index_paths(tmp_path / "c", [first, later], Settings(), progress=False, aligner=starter)
         assert [Path(r.uri).name for r in engine.search(query).results] == ["eight.png", "one.png"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_content_whose_only_file_changed_earlier_in_the_run_is_embedded_again(tmp_path, starter, workers):
+    """b.png held content X alone; now b.png holds Y and a new c.png holds X. Storing b first
+    drops item X, so c (checked as known before that) must still end up with X embedded."""
+    x, y = corpus_files("image", "3", 1)[0], corpus_files("image", "8", 1)[0]
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(x, folder / "b.png")
+    settings = Settings()
+    settings = replace(settings, ingest=replace(settings.ingest, workers=workers))
+    target = tmp_path / "c"
+    index_paths(target, [folder], settings, progress=False, aligner=starter)
+    shutil.copy(y, folder / "b.png")
+    shutil.copy(x, folder / "c.png")
+    report = index_paths(target, [folder], settings, progress=False, aligner=starter)
+    assert (report.updated, report.added, report.skipped) == (1, 1, [])
+    top = _search(target, starter, ["image"], 1, image=x)[0]
+    assert top.uri == str(folder / "c.png") and top.score > 0.99
