@@ -112,8 +112,8 @@ def bare_forward_processes(aligner, images, clips, texts, batch: int, workers: i
     pool = OrderedProcessMap(_bare_batches, workers, lambda key: 0, setup=_setup_bare,
                              setup_args=(aligner, inputs, batch))
     start = time.perf_counter()
-    for _ in pool.run(keys, 1):
-        pass
+    done = sum(n for counts in pool.run(keys, 1) for n in counts)
+    assert done == len(keys), (done, len(keys))
     return time.perf_counter() - start
 
 

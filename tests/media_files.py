@@ -45,6 +45,14 @@ def copy_digits(media: Path, images_per_label: int, audio_per_label: int) -> Pat
     return media
 
 
+def allowed_item_ids(catalog, filters) -> set[int]:
+    """The items a search with ``filters`` may return, straight from the catalog."""
+    allowed_vectors = catalog.filter_vector_ids(
+        modalities=filters.modalities or None, uri_glob=filters.uri_glob, meta=filters.meta or None,
+        time_range=None if filters.after is None else (filters.after, filters.before))
+    return {h.item_id for h in catalog.describe(allowed_vectors).values()}
+
+
 def brute_force_top(catalog, vector, allowed_items: set[int], targets, k: int) -> list[int]:
     """Item ids of the exact top k by best-vector cosine among ``allowed_items``: the reference
     the planner's filtered results must equal."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_files import brute_force_top, copy_digits, corpus_files
+from media_files import allowed_item_ids, brute_force_top, copy_digits, corpus_files
 
 from crossmodal.aligner import load_aligner
 from crossmodal.cli import EXIT_ERROR, EXIT_OK, main
@@ -91,10 +91,7 @@ def test_filters_never_leak_and_match_brute_force(demo, starter, filters):
     backend, folder = demo
     with Engine.open(folder, aligner=starter) as engine:
         cat = engine.collection.catalog
-        allowed_vectors = cat.filter_vector_ids(
-            modalities=filters.modalities or None, uri_glob=filters.uri_glob, meta=filters.meta or None,
-            time_range=None if filters.after is None else (filters.after, filters.before))
-        allowed = {h.item_id for h in cat.describe(allowed_vectors).values()}
+        allowed = allowed_item_ids(cat, filters)
         part = QueryPart("text", text="someone saying seven")
         response = engine.search(Query((part,), targets=("image", "audio", "text"), k=10, filters=filters))
         assert {r.id for r in response.results} <= allowed

@@ -66,27 +66,25 @@ def decode_candidate(cand: Candidate, settings: IngestSettings) -> Decoded:
     its parts."""
     limits = DecodeLimits(settings.max_image_pixels, settings.max_audio_seconds, settings.max_text_bytes)
     out = Decoded(cand, "", meta=dict(cand.meta))
-    hashes = []
+    media_hashes, text_hashes = [], []
     if "image" in cand.media:
         data, digest = _read_part(cand.media["image"])
-        hashes.append(f"image:{digest}")
+        media_hashes.append(f"image:{digest}")
         out.image = decode_image(cand.media["image"], limits, data)
         out.meta.update(width=out.image.width, height=out.image.height)
     if "audio" in cand.media:
         # From the path: libsndfile reading a file beats it reading memory through Python callbacks.
         out.wave = decode_audio(cand.media["audio"], limits)
-        hashes.append(f"audio:{file_sha256(cand.media['audio'])}")
+        media_hashes.append(f"audio:{file_sha256(cand.media['audio'])}")
         out.meta.update(duration=round(out.wave.duration, 3), sample_rate=out.wave.sample_rate)
     text = cand.text
     if cand.text_path is not None:
         data, digest = _read_part(cand.text_path)
-        hashes.append(f"text:{digest}")
+        text_hashes.append(f"text:{digest}")
         text = read_text(cand.text_path, limits, data)
     elif text is not None:
-        hashes.append("text:" + hashlib.sha256(text.encode("utf-8")).hexdigest())
-    media_hashes = sorted(h for h in hashes if not h.startswith("text:"))
-    text_hashes = [h for h in hashes if h.startswith("text:")]
-    out.content_hash = hashlib.sha256("|".join(media_hashes + text_hashes).encode()).hexdigest()
+        text_hashes.append("text:" + hashlib.sha256(text.encode("utf-8")).hexdigest())
+    out.content_hash = hashlib.sha256("|".join(sorted(media_hashes) + text_hashes).encode()).hexdigest()
     if text is not None:
         out.chunks = chunk_text(text, settings.text_max_chars, settings.text_min_chars)
         if not out.chunks:
