@@ -153,6 +153,17 @@ class VectorHit:
     meta: dict
 
 
+def stored_hashes(db: sqlite3.Connection, hashes: Sequence[str], chunk: int = 500) -> set[str]:
+    """Which of ``hashes`` the catalog holds items for, in a few queries rather than one each."""
+    unique = list(dict.fromkeys(hashes))
+    found: set[str] = set()
+    for start in range(0, len(unique), chunk):
+        part = unique[start:start + chunk]
+        marks = ",".join("?" * len(part))
+        found.update(r[0] for r in db.execute(f"SELECT content_hash FROM items WHERE content_hash IN ({marks})", part))
+    return found
+
+
 def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -225,11 +236,14 @@ class Catalog:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: everything inside commits together or not at all."""
         self.db.execute("BEGIN IMMEDIATE")
+        self._local.bumped = False
         try:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        finally:
+            self._local.bumped = None
         self.db.execute("COMMIT")
 
     # Generation: bumped inside every transaction that changes vectors.
@@ -238,7 +252,12 @@ class Catalog:
         return int(self.db.execute("SELECT value FROM info WHERE key='generation'").fetchone()[0])
 
     def _bump(self) -> None:
+        """Once per transaction is enough: readers only see the commit."""
+        if getattr(self._local, "bumped", None):
+            return
         self.db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+        if getattr(self._local, "bumped", None) is False:
+            self._local.bumped = True
 
     # Files.
     def file_state(self, uri: str) -> FileState | None:
@@ -246,26 +265,35 @@ class Catalog:
                               (uri,)).fetchone()
         return FileState(*row) if row else None
 
+    def has_files(self) -> bool:
+        return self.db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
+
     def file_states(self) -> dict[str, FileState]:
         rows = self.db.execute("SELECT uri, item_id, size, mtime_ns, signature, source FROM files")
         return {r[0]: FileState(*r) for r in rows}
+
+    def stored_hashes(self, hashes: Sequence[str]) -> set[str]:
+        return stored_hashes(self.db, hashes)
 
     def item_for_hash(self, content_hash: str) -> int | None:
         row = self.db.execute("SELECT id FROM items WHERE content_hash=?", (content_hash,)).fetchone()
         return int(row[0]) if row else None
 
     def link_file(self, uri: str, item_id: int, size: int | None, mtime_ns: int | None,
-                  signature: str | None = None, source: str | None = None) -> None:
+                  signature: str | None = None, source: str | None = None,
+                  previous: FileState | None | bool = True) -> None:
         """Point ``uri`` at ``item_id`` (call inside a transaction); the item it pointed at before
-        is dropped when nothing else points at it."""
-        previous = self.file_state(uri)
+        is dropped when nothing else points at it. A caller that has just read the uri's
+        state (None: not catalogued) passes it as ``previous`` to save looking it up again."""
+        if previous is True:
+            previous = self.file_state(uri)
         self.db.execute(
             "INSERT INTO files (uri, item_id, size, mtime_ns, signature, source, indexed_at) VALUES (?,?,?,?,?,?,?) "
             "ON CONFLICT(uri) DO UPDATE SET item_id=excluded.item_id, size=excluded.size, "
             "mtime_ns=excluded.mtime_ns, signature=excluded.signature, source=excluded.source, "
             "indexed_at=excluded.indexed_at",
             (uri, item_id, size, mtime_ns, signature, source, time.time()))
-        if previous is not None and previous.item_id != item_id:
+        if isinstance(previous, FileState) and previous.item_id != item_id:
             self._drop_if_orphan(previous.item_id)
 
     def unlink_file(self, uri: str) -> bool:

@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def _setup_bare(aligner, inputs: dict, batch: int) -> None:
     _FORKED.update(aligner=aligner, inputs=inputs, batch=batch)
 
 
-def _bare_batches(keys: list[tuple[str, int]]) -> list[int]:
+def _bare_batches(keys: Sequence[tuple[str, int]]) -> list[int]:
     aligner, inputs, batch = _FORKED["aligner"], _FORKED["inputs"], _FORKED["batch"]
     embed = {"image": aligner.embed_images, "audio": aligner.embed_audio, "text": aligner.embed_texts}
     for modality, start in keys:
@@ -109,10 +110,10 @@ def bare_forward_processes(aligner, images, clips, texts, batch: int, workers: i
     torch thread each, inputs already decoded in memory (inherited, not sent)."""
     inputs = {"image": images, "audio": clips, "text": texts}
     keys = [(m, start) for m, xs in inputs.items() for start in range(0, len(xs), batch)]
-    pool = OrderedProcessMap(_bare_batches, workers, lambda key: 0, setup=_setup_bare,
+    pool = OrderedProcessMap(_bare_batches, keys, workers, lambda key: 0, setup=_setup_bare,
                              setup_args=(aligner, inputs, batch))
     start = time.perf_counter()
-    done = sum(n for counts in pool.run(keys, 1) for n in counts)
+    done = sum(n for counts in pool.run(1) for n in counts)
     assert done == len(keys), (done, len(keys))
     return time.perf_counter() - start
 

@@ -103,3 +103,25 @@ def test_metadata_filter_index_is_backfilled_for_older_catalogs(tmp_path):
     with Catalog(path) as cat:
         assert len(cat.filter_vector_ids(meta={"label": "3"})) == 2
         assert len(cat.filter_vector_ids(meta={"label": "4"})) == 0
+
+
+def test_stored_hashes_answers_for_many_hashes_at_once(catalog):
+    with catalog.transaction():
+        for i in range(0, 1200, 3):
+            catalog.add_item(_audio_item(f"h{i}"))
+    asked = [f"h{i}" for i in range(1200)] + ["h0", "h3"]  # more than one query's worth, with repeats
+    assert catalog.stored_hashes(asked) == {f"h{i}" for i in range(0, 1200, 3)}
+    assert catalog.stored_hashes([]) == set()
+
+
+def test_generation_moves_once_per_transaction_and_on_every_change_outside_one(catalog):
+    with catalog.transaction():
+        for i in range(5):
+            catalog.add_item(_audio_item(f"t{i}"))
+    assert catalog.generation == 1
+    with catalog.transaction():
+        catalog.remove_item(catalog.item_for_hash("t0"))
+    assert catalog.generation == 2
+    catalog.add_item(_audio_item("autocommit-1"))
+    catalog.add_item(_audio_item("autocommit-2"))
+    assert catalog.generation == 4

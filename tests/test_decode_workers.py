@@ -38,8 +38,7 @@ def starter():
 
 def _outcomes(cands, aligner, workers, catalog):
     settings = IngestSettings(batch_size=8, workers=workers)
-    batches = list(embed_stream(cands, aligner, settings, {}, str(catalog.path),
-                                lambda h: catalog.item_for_hash(h) is not None))
+    batches = list(embed_stream(cands, aligner, settings, {}, str(catalog.path), catalog.stored_hashes))
     assert all(len(b) <= 8 for b in batches)
     return [o for b in batches for o in b]
 

@@ -308,3 +308,12 @@ def test_content_whose_only_file_changed_earlier_in_the_run_is_embedded_again(tm
     assert (report.updated, report.added, report.skipped) == (1, 1, [])
     top = _search(target, starter, ["image"], 1, image=x)[0]
     assert top.uri == str(folder / "c.png") and top.score > 0.99
+
+
+def test_indexing_leaves_the_garbage_collector_as_it_found_it(starter, tmp_path):
+    import gc
+
+    write_good(tmp_path / "files")
+    assert gc.get_freeze_count() == 0
+    index_paths(tmp_path / "coll", [tmp_path / "files"], Settings(), progress=False, aligner=starter)
+    assert gc.get_freeze_count() == 0 and gc.isenabled()

@@ -140,3 +140,17 @@ def test_pipes_devices_and_broken_links_are_skipped_without_blocking(tmp_path):
     assert "not a regular file" in reasons[str(tmp_path / "pipe.wav")]
     assert "not a regular file" in reasons[str(tmp_path / "gone.png")]
     assert "not a regular file" in reasons["/dev/null"]
+
+
+def test_links_to_files_are_indexed_and_links_to_folders_are_not_followed(tmp_path):
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "far.txt").write_text("far away")
+    (root / "sub" / "near.txt").write_text("near")
+    (root / "alias.txt").symlink_to(root / "sub" / "near.txt")
+    (root / "elsewhere").symlink_to(outside, target_is_directory=True)
+    cands, skipped = discover([root])
+    assert [c.uri for c in cands] == [str(root / "alias.txt"), str(root / "sub" / "near.txt")]
+    assert skipped == []

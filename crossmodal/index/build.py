@@ -9,8 +9,10 @@ the previous collection readable, and the next run picks up after the last commi
 
 from __future__ import annotations
 
+import gc
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from tqdm import tqdm
 
 from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.registry import load_aligner
-from crossmodal.catalog import Catalog, NewItem
+from crossmodal.catalog import Catalog, FileState, NewItem
 from crossmodal.errors import CrossmodalError
 from crossmodal.index.backend import check_backend
 from crossmodal.index.collection import (
@@ -124,29 +126,41 @@ def _clear(folder: Path, token: str | None = None) -> None:
         shutil.rmtree(folder)
 
 
-def _store(catalog: Catalog, cand: Candidate, item: NewItem | None, content_hash: str, signature: str,
-           report: IndexReport) -> None:
+@dataclass(frozen=True)
+class _Pending:
+    """What the first pass learnt of a candidate that has to be read: its catalog state and
+    its files' state on disk before reading them."""
+
+    state: FileState | None
+    signature: str
+    size: int | None
+    mtime_ns: int | None
+
+
+def _store(catalog: Catalog, cand: Candidate, item: NewItem | None, content_hash: str, pending: _Pending,
+           added: set[str], report: IndexReport) -> None:
     """Link the candidate's uri to its item, adding the item first when its content is new.
-    ``signature`` is the one taken before the files were read, so a file that changes while it
-    is being indexed is read again next time."""
-    state = catalog.file_state(cand.uri)
-    existed = state is not None
-    item_id = catalog.item_for_hash(content_hash)
+    The signature is the one taken before the files were read, so a file that changes while it
+    is being indexed is read again next time. A content the worker found new can only have been
+    stored since by this run (``added``), so only then is the catalog asked."""
+    state = pending.state
+    item_id = catalog.item_for_hash(content_hash) if item is None or content_hash in added else None
     if state is not None and state.item_id == item_id:
         report.unchanged += 1
     elif item_id is None:
         assert item is not None
         item_id = catalog.add_item(item)
-        if existed:
+        added.add(content_hash)
+        if state is not None:
             report.updated += 1
         else:
             report.added += 1
-    elif existed:
+    elif state is not None:
         report.updated += 1
     else:
         report.duplicates += 1
-    size, mtime = cand.primary_stat()
-    catalog.link_file(cand.uri, item_id, size, mtime, signature, cand.source)
+    catalog.link_file(cand.uri, item_id, pending.size, pending.mtime_ns, pending.signature, cand.source,
+                      previous=state)
 
 
 def _prune(catalog: Catalog, seen: set[str], manifests: set[str]) -> int:
@@ -162,11 +176,30 @@ def _prune(catalog: Catalog, seen: set[str], manifests: set[str]) -> int:
     return removed
 
 
+@contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """Keep the garbage collector off the objects that exist before the run (the model, the
+    imported libraries: hundreds of thousands of them). Otherwise every full collection
+    rescans them all, and in forked workers that scan also copies the pages it touches."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, model_ref: str | None = None,
                 prune: bool = False, rebuild: bool = False, progress: bool = True,
                 aligner: Aligner | None = None,
                 on_batch: Callable[[int], None] | None = None) -> IndexReport:
     """Index ``paths`` into the collection at ``folder`` and publish its index files."""
+    with _long_lived_objects_frozen():
+        return _index_paths(folder, paths, settings, model_ref, prune, rebuild, progress, aligner, on_batch)
+
+
+def _index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, model_ref: str | None,
+                 prune: bool, rebuild: bool, progress: bool, aligner: Aligner | None,
+                 on_batch: Callable[[int], None] | None) -> IndexReport:
     folder.mkdir(parents=True, exist_ok=True)
     coll, aligner = open_for_writing(folder, model_ref, rebuild, aligner, settings.index)
     report = IndexReport(collection=coll.name)
@@ -175,11 +208,12 @@ def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, m
         catalog = coll.catalog
         cands, report.skipped = discover(paths)
         todo: list[Candidate] = []
-        signatures: dict[str, str] = {}
+        pending: dict[str, _Pending] = {}
+        catalogued = catalog.has_files()  # a first build need not look each file up
         for cand in cands:
-            state = catalog.file_state(cand.uri)
+            state = catalog.file_state(cand.uri) if catalogued else None
             try:
-                signature = cand.signature()
+                signature, size, mtime_ns = cand.disk_state()
             except OSError as exc:
                 report.skipped.append(Skip(cand.uri, f"cannot read ({exc.strerror or exc})"))
                 continue
@@ -187,24 +221,24 @@ def index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, m
                 report.unchanged += 1
             else:
                 todo.append(cand)
-                signatures[cand.uri] = signature
+                pending[cand.uri] = _Pending(state, signature, size, mtime_ns)
         todo.sort(key=lambda c: PRIMARY_ORDER.index(c.modality))  # one modality per model call where possible
         bar = tqdm(total=len(todo), unit="item", desc=f"indexing {coll.name}", disable=not progress)
         weights = settings.index.fusion_weights
-        stream = embed_stream(todo, aligner, settings.ingest, weights, str(catalog.path),
-                              lambda content_hash: catalog.item_for_hash(content_hash) is not None)
+        added: set[str] = set()
+        stream = embed_stream(todo, aligner, settings.ingest, weights, str(catalog.path), catalog.stored_hashes)
         for outcomes in stream:
             with catalog.transaction():
                 for outcome in outcomes:
                     if outcome.item is None and catalog.item_for_hash(outcome.content_hash) is None:
                         # Known when it was checked, but the item was dropped since (its last
                         # file changed earlier in this run): embed it after all.
-                        outcome = process_batch([outcome.cand], aligner, settings.ingest, weights, lambda _: False)[0]
+                        outcome = process_batch([outcome.cand], aligner, settings.ingest, weights, lambda _: set())[0]
                     if isinstance(outcome.item, Skip):
                         report.skipped.append(outcome.item)
                         continue
                     _store(catalog, outcome.cand, outcome.item, outcome.content_hash,
-                           signatures[outcome.cand.uri], report)
+                           pending[outcome.cand.uri], added, report)
             bar.update(len(outcomes))
             if on_batch is not None:
                 on_batch(len(outcomes))

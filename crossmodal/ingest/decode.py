@@ -8,6 +8,8 @@ checked from the header before any samples are read.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,22 +35,22 @@ DEFAULT_LIMITS = DecodeLimits()
 
 def _check_file(path: Path) -> int:
     try:
-        size = path.stat().st_size
+        st = os.stat(path)
     except FileNotFoundError:
         raise DecodeError(path, "file does not exist") from None
     except OSError as exc:
         raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
-    if not path.is_file():
+    if not stat.S_ISREG(st.st_mode):
         raise DecodeError(path, "not a regular file")
-    if size == 0:
+    if st.st_size == 0:
         raise DecodeError(path, "file is empty")
-    return size
+    return st.st_size
 
 
 def read_small_file(path: str | Path, limit: int) -> bytes | None:
     """The whole content of a regular file of at most ``limit`` bytes, else None (too big: the
     caller decodes from the path). Raises DecodeError for a missing, unreadable or empty file."""
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     if _check_file(path) > limit:
         return None
     try:
@@ -62,7 +64,7 @@ def decode_image(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: 
     """A fully loaded Pillow image, EXIF orientation applied, first frame of animations.
 
     ``data``, when given, is the file's content already read (errors still name ``path``)."""
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     if data is None:
         _check_file(path)
     elif not data:
@@ -100,7 +102,7 @@ def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: 
     are read. ``data``, when given, is the file's content already read (errors name ``path``)."""
     import soundfile as sf
 
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     if data is None:
         _check_file(path)
     elif not data:
@@ -132,7 +134,7 @@ def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: 
 def read_text(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: bytes | None = None) -> str:
     """UTF-8 text (BOM allowed); binary or oversized files are refused. ``data``, when given,
     is the file's content already read."""
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     size = _check_file(path) if data is None else len(data)
     if size == 0:
         raise DecodeError(path, "file is empty")

@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from crossmodal.aligner.model import Aligner
-from crossmodal.catalog import NewItem, NewSegment
+from crossmodal.aligner.open_clip_source import file_sha256
+from crossmodal.catalog import NewItem, NewSegment, stored_hashes
 from crossmodal.errors import CrossmodalError, DecodeError
 from crossmodal.ingest.chunk_text import TextChunk, chunk_text
 from crossmodal.ingest.decode import DecodeLimits, decode_audio, decode_image, read_small_file, read_text
@@ -44,14 +45,6 @@ class Decoded:
 IN_MEMORY_BYTES = 32 << 20
 
 
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_part(path) -> tuple[bytes | None, str]:
     """A part's bytes (None when too big to hold: it is then decoded from its path) and hash.
     Small files are read once, for both the hash and the decoder."""
@@ -73,9 +66,9 @@ def decode_candidate(cand: Candidate, settings: IngestSettings) -> Decoded:
         out.image = decode_image(cand.media["image"], limits, data)
         out.meta.update(width=out.image.width, height=out.image.height)
     if "audio" in cand.media:
-        # From the path: libsndfile reading a file beats it reading memory through Python callbacks.
-        out.wave = decode_audio(cand.media["audio"], limits)
-        media_hashes.append(f"audio:{file_sha256(cand.media['audio'])}")
+        data, digest = _read_part(cand.media["audio"])
+        media_hashes.append(f"audio:{digest}")
+        out.wave = decode_audio(cand.media["audio"], limits, data)
         out.meta.update(duration=round(out.wave.duration, 3), sample_rate=out.wave.sample_rate)
     text = cand.text
     if cand.text_path is not None:
@@ -170,11 +163,16 @@ class Outcome:
     item: NewItem | Skip | None
 
 
+KnownHashes = Callable[[list[str]], set[str]]
+
+
 def process_batch(cands: Sequence[Candidate], aligner: Aligner, settings: IngestSettings,
-                  weights: dict[str, float], is_known: Callable[[str], bool]) -> list[Outcome]:
-    """Decode a batch, embed the parts whose content is new in one model call per modality."""
+                  weights: dict[str, float], known: KnownHashes) -> list[Outcome]:
+    """Decode a batch, embed the parts whose content is new in one model call per modality.
+    ``known(hashes)`` says which of a batch's content hashes the catalog holds already."""
     decoded = [decode_or_skip(cand, settings) for cand in cands]
-    fresh = [d for d in decoded if isinstance(d, Decoded) and not is_known(d.content_hash)]
+    stored = known([d.content_hash for d in decoded if isinstance(d, Decoded)])
+    fresh = [d for d in decoded if isinstance(d, Decoded) and d.content_hash not in stored]
     embedded = {id(d): r for d, r in embed_decoded(aligner, fresh, weights)} if fresh else {}
     return [Outcome(c, None, d) if isinstance(d, Skip) else Outcome(c, d.content_hash, embedded.get(id(d)))
             for c, d in zip(cands, decoded)]
@@ -204,30 +202,30 @@ def _setup_worker(aligner: Aligner, settings: IngestSettings, weights: dict[str,
     _WORKER.update(aligner=aligner, settings=settings, weights=weights, catalog=catalog)
 
 
-def _worker_batch(cands: list[Candidate]) -> list[Outcome]:
+def _worker_batch(cands: Sequence[Candidate]) -> list[tuple[str | None, NewItem | Skip | None]]:
+    """Runs in a worker; the candidates stay behind (the indexer has them), only results travel."""
     catalog = _WORKER["catalog"]
-
-    def is_known(content_hash: str) -> bool:
-        return catalog.execute("SELECT 1 FROM items WHERE content_hash=?", (content_hash,)).fetchone() is not None
-
-    return process_batch(cands, _WORKER["aligner"], _WORKER["settings"], _WORKER["weights"], is_known)
+    outcomes = process_batch(cands, _WORKER["aligner"], _WORKER["settings"], _WORKER["weights"],
+                             lambda hashes: stored_hashes(catalog, hashes))
+    return [(o.content_hash, o.item) for o in outcomes]
 
 
-def _crashed(cand: Candidate) -> Outcome:
-    return Outcome(cand, None, Skip(cand.uri, "reading this file crashed the worker process"))
+def _crashed(cand: Candidate) -> tuple[None, Skip]:
+    return None, Skip(cand.uri, "reading this file crashed the worker process")
 
 
 def embed_stream(cands: Sequence[Candidate], aligner: Aligner, settings: IngestSettings,
-                 weights: dict[str, float], catalog_path: str,
-                 is_known: Callable[[str], bool]) -> Iterator[list[Outcome]]:
+                 weights: dict[str, float], catalog_path: str, known: KnownHashes) -> Iterator[list[Outcome]]:
     """Outcomes batch by batch, in input order. ``catalog_path`` lets workers check which
-    contents are stored already; ``is_known`` does it in this process."""
+    contents are stored already; ``known`` does it in this process."""
     workers = embed_workers(settings, aligner)
     if workers == 0:
         for part in batched(cands, settings.batch_size):
-            yield process_batch(part, aligner, settings, weights, is_known)
+            yield process_batch(part, aligner, settings, weights, known)
         return
-    pool = OrderedProcessMap(_worker_batch, workers, _crashed, setup=_setup_worker,
+    pool = OrderedProcessMap(_worker_batch, cands, workers, _crashed, setup=_setup_worker,
                              setup_args=(aligner, settings, weights, catalog_path))
-    for outcomes in pool.run(cands, settings.batch_size):
-        yield list(outcomes)
+    done = 0
+    for results in pool.run(settings.batch_size):
+        yield [Outcome(cand, *result) for cand, result in zip(cands[done:done + len(results)], results)]
+        done += len(results)

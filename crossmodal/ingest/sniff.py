@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from crossmodal.errors import DecodeError
@@ -44,16 +45,16 @@ def sniff_bytes(head: bytes, suffix: str = "") -> str | None:
     return None
 
 
-def sniff_file(path: Path) -> str | None:
+def sniff_file(path: str | Path) -> str | None:
     """Modality of a file on disk, or None when it is not one crossmodal reads."""
     try:
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             head = handle.read(SNIFF_BYTES)
     except OSError as exc:
         raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
     if not head:
         raise DecodeError(path, "file is empty")
-    return sniff_bytes(head, path.suffix)
+    return sniff_bytes(head, os.path.splitext(path)[1])
 
 
 _MIME = (

@@ -62,64 +62,94 @@ class Candidate:
     def signature(self) -> str:
         """Size and mtime of every file, and a hash of inline text and metadata: if it is equal
         to the stored one, the item is unchanged and need not be read again."""
-        parts = []
+        return self.disk_state()[0]
+
+    def disk_state(self) -> tuple[str, int | None, int | None]:
+        """The signature, and the size and mtime of the primary file (None for inline text),
+        from one stat of each file."""
+        parts, size, mtime = [], None, None
+        primary = self.media.get(self.modality) if self.modality != "text" else self.text_path
         for path in self.files:
             st = path.stat()
             parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
-        extra = json.dumps({"text": self.text, "meta": self.meta}, sort_keys=True, ensure_ascii=False)
-        parts.append(hashlib.sha256(extra.encode("utf-8")).hexdigest()[:16])
-        return "|".join(parts)
-
-    def primary_stat(self) -> tuple[int | None, int | None]:
-        path = self.media.get(self.modality) if self.modality != "text" else self.text_path
-        if path is None:
-            return None, None
-        st = path.stat()
-        return st.st_size, st.st_mtime_ns
+            if path is primary:
+                size, mtime = st.st_size, st.st_mtime_ns
+        parts.append(_NOTHING_EXTRA if self.text is None and not self.meta else _extra_digest(self.text, self.meta))
+        return "|".join(parts), size, mtime
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    """Files under a folder in a stable order, skipping hidden files and folders."""
-    for folder, dirs, names in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if not name.startswith("."):
-                yield Path(folder) / name
+def _extra_digest(text: str | None, meta: dict) -> str:
+    extra = json.dumps({"text": text, "meta": meta}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(extra.encode("utf-8")).hexdigest()[:16]
 
 
-def _files_to_candidates(files: list[Path], source: str, skipped: list[Skip]) -> list[Candidate]:
-    """Sniff every file; pair ``x.txt`` with a media file ``x.*`` as its caption."""
-    kinds: dict[Path, str] = {}
-    for path in files:
-        if path.suffix.lower() in MANIFEST_SUFFIXES:
+_NOTHING_EXTRA = _extra_digest(None, {})
+
+
+def _walk(root: str) -> Iterator[tuple[str, bool]]:
+    """(path, is a regular file) for the files under a folder, in a stable order, skipping
+    hidden files and folders. Plain strings and the directory entry's own type keep the walk
+    at one system call per folder for local files, not one per file."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    folders = []
+    for entry in entries:
+        if entry.name.startswith("."):
             continue
-        if not path.is_file():
-            skipped.append(Skip(str(path), "not a regular file (a pipe, socket, device or broken link)"))
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+                continue
+            if entry.is_symlink() and entry.is_dir():
+                continue  # links to folders are not followed
+            regular = entry.is_file()
+        except OSError:
+            regular = False
+        yield entry.path, regular
+    for folder in folders:
+        yield from _walk(folder)
+
+
+def _files_to_candidates(files: list[tuple[str, bool]], source: str, skipped: list[Skip]) -> list[Candidate]:
+    """Sniff every (path, is regular) file; pair ``x.txt`` with a media file ``x.*`` as its caption."""
+    kinds: dict[str, str] = {}
+    for path, regular in files:
+        stem, suffix = os.path.splitext(path)
+        if suffix.lower() in MANIFEST_SUFFIXES:
+            continue
+        if not regular:
+            skipped.append(Skip(path, "not a regular file (a pipe, socket, device or broken link)"))
             continue
         try:
             kind = sniff_file(path)
         except DecodeError as exc:
-            skipped.append(Skip(str(path), exc.reason))
+            skipped.append(Skip(path, exc.reason))
             continue
         if kind is None:
-            skipped.append(Skip(str(path), "unsupported file type (not a recognised image, audio or text format)"))
+            skipped.append(Skip(path, "unsupported file type (not a recognised image, audio or text format)"))
             continue
         kinds[path] = kind
-    captions = {p.with_suffix(""): p for p, k in kinds.items() if k == "text" and p.suffix.lower() == CAPTION_SUFFIX}
-    used: set[Path] = set()
+    captions = {}
+    for path, kind in kinds.items():
+        stem, suffix = os.path.splitext(path)
+        if kind == "text" and suffix.lower() == CAPTION_SUFFIX:
+            captions[stem] = path
+    used: set[str] = set()
     out: list[Candidate] = []
     for path, kind in kinds.items():
         if kind == "text":
             continue
-        cand = Candidate(uri=str(path), media={kind: path}, source=source)
-        caption = captions.get(path.with_suffix(""))
+        cand = Candidate(uri=path, media={kind: Path(path)}, source=source)
+        caption = captions.get(os.path.splitext(path)[0])
         if caption is not None and caption not in used:
-            cand.text_path = caption
+            cand.text_path = Path(caption)
             used.add(caption)
         out.append(cand)
     for path, kind in kinds.items():
         if kind == "text" and path not in used:
-            out.append(Candidate(uri=str(path), text_path=path, source=source))
+            out.append(Candidate(uri=path, text_path=Path(path), source=source))
     return out
 
 
@@ -194,16 +224,17 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Candidate], list[Skip]]:
             continue
         path = path.resolve()
         if path.is_dir():
-            files = list(_walk(path))
+            files = list(_walk(str(path)))
             cands = []
-            for manifest in (f for f in files if f.suffix.lower() in MANIFEST_SUFFIXES):
-                cands += _manifest_candidates(manifest, skipped)
-            listed = {f for c in cands for f in c.files}
-            cands += _files_to_candidates([f for f in files if f not in listed], str(path), skipped)
+            for manifest, _ in files:
+                if os.path.splitext(manifest)[1].lower() in MANIFEST_SUFFIXES:
+                    cands += _manifest_candidates(Path(manifest), skipped)
+            listed = {str(f) for c in cands for f in c.files}
+            cands += _files_to_candidates([f for f in files if f[0] not in listed], str(path), skipped)
         elif path.suffix.lower() in MANIFEST_SUFFIXES:
             cands = _manifest_candidates(path, skipped)
         else:
-            cands = _files_to_candidates([path], str(path.parent), skipped)
+            cands = _files_to_candidates([(str(path), path.is_file())], str(path.parent), skipped)
         for cand in cands:
             found.setdefault(cand.uri, cand)
     return list(found.values()), skipped

@@ -30,9 +30,13 @@ def fork_context() -> multiprocessing.context.BaseContext | None:
     return None
 
 
-def _init_worker(parent_pid: int, setup: Callable[..., None] | None, setup_args: tuple) -> None:
+_ITEMS: Sequence = ()
+
+
+def _init_worker(parent_pid: int, items: Sequence, setup: Callable[..., None] | None, setup_args: tuple) -> None:
     """Tie a worker's life to its parent's: a killed indexer must not leave workers behind
     holding its files (the collection's writer lock among them). Ctrl-C is the parent's."""
+    global _ITEMS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
@@ -41,8 +45,34 @@ def _init_worker(parent_pid: int, setup: Callable[..., None] | None, setup_args:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(0)
+    _ITEMS = items
+    _keep_freed_memory()
     if setup is not None:
         setup(*setup_args)
+
+
+def _keep_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20) -> None:
+    """Let glibc's malloc keep what a batch freed for the next batch instead of unmapping it.
+
+    A model's activations are megabytes each; by default each one is a fresh mapping that is
+    returned on free, so every batch pays page faults to touch new memory again (a third of a
+    worker's system time). Elsewhere than Linux with glibc this does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, mmap_threshold)
+    mallopt(m_trim_threshold, trim_threshold)
+
+
+def _call_on_range(fn: Callable[[Sequence[T]], Sequence[R]], start: int, stop: int) -> Sequence[R]:
+    return fn(_ITEMS[start:stop])
 
 
 def batched(stream: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -57,55 +87,58 @@ def batched(stream: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 class OrderedProcessMap:
-    """``fn`` over chunks of items in ``workers`` forked processes, results in input order.
+    """``fn`` over consecutive chunks of ``items`` in ``workers`` forked processes, results in
+    input order.
 
-    ``setup(*setup_args)`` runs once in each worker; with fork its arguments are inherited,
-    never pickled, so a loaded model can be one of them. ``on_crash(item)`` gives the result
-    for an item whose process died while working on it alone."""
+    The items, like ``setup(*setup_args)`` (run once in each worker), are inherited through
+    fork, never pickled: a task is only a (start, stop) range, and a loaded model can be a
+    setup argument. Only the results travel back. ``on_crash(item)`` gives the result for an
+    item whose process died while working on it alone."""
 
-    def __init__(self, fn: Callable[[list[T]], Sequence[R]], workers: int, on_crash: Callable[[T], R],
-                 setup: Callable[..., None] | None = None, setup_args: tuple = (), ahead: int = 2) -> None:
+    def __init__(self, fn: Callable[[Sequence[T]], Sequence[R]], items: Sequence[T], workers: int,
+                 on_crash: Callable[[T], R], setup: Callable[..., None] | None = None, setup_args: tuple = (),
+                 ahead: int = 2) -> None:
         context = fork_context()
         if context is None:
             raise RuntimeError("worker processes need fork")
         self.context = context
-        self.fn, self.workers, self.on_crash, self.ahead = fn, workers, on_crash, ahead
-        self.init_args: tuple[Any, ...] = (os.getpid(), setup, setup_args)
+        self.fn, self.items, self.workers, self.on_crash, self.ahead = fn, items, workers, on_crash, ahead
+        self.init_args: tuple[Any, ...] = (os.getpid(), items, setup, setup_args)
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=workers, mp_context=self.context, initializer=_init_worker,
                                    initargs=self.init_args)
 
-    def run(self, items: Iterable[T], chunk: int) -> Iterator[Sequence[R]]:
+    def run(self, chunk: int) -> Iterator[Sequence[R]]:
         """Each chunk's results, in order; at most ``ahead`` chunks per worker in flight."""
-        parts = batched(items, chunk)
+        ranges = ((start, min(start + chunk, len(self.items))) for start in range(0, len(self.items), chunk))
         pool = self._pool(self.workers)
-        pending: deque[tuple[list[T], Future]] = deque()
+        pending: deque[tuple[tuple[int, int], Future]] = deque()
         try:
             while True:
-                while len(pending) < self.ahead * self.workers and (part := next(parts, None)) is not None:
-                    pending.append((part, pool.submit(self.fn, part)))
+                while len(pending) < self.ahead * self.workers and (span := next(ranges, None)) is not None:
+                    pending.append((span, pool.submit(_call_on_range, self.fn, *span)))
                 if not pending:
                     return
-                part, future = pending.popleft()
+                span, future = pending.popleft()
                 try:
                     results = future.result()
                 except BrokenProcessPool:
                     pool.shutdown(cancel_futures=True)
-                    results = self._isolated(part)
+                    results = self._isolated(*span)
                     pool = self._pool(self.workers)
-                    pending = deque((p, pool.submit(self.fn, p)) for p, _ in pending)
+                    pending = deque((s, pool.submit(_call_on_range, self.fn, *s)) for s, _ in pending)
                 yield results
         finally:
             pool.shutdown(cancel_futures=True)
 
-    def _isolated(self, part: list[T]) -> list[R]:
+    def _isolated(self, start: int, stop: int) -> list[R]:
         """Redo a chunk whose worker died, one item per process."""
         out: list[R] = []
-        for item in part:
+        for i in range(start, stop):
             with self._pool(1) as solo:
                 try:
-                    out.extend(solo.submit(self.fn, [item]).result())
+                    out.extend(solo.submit(_call_on_range, self.fn, i, i + 1).result())
                 except BrokenProcessPool:
-                    out.append(self.on_crash(item))
+                    out.append(self.on_crash(self.items[i]))
         return out
