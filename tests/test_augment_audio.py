@@ -7,7 +7,7 @@ import torch
 
 from crossmodal.aligner.audio_towers import LogMelFrontend
 from crossmodal.aligner.config import AudioCnnCfg
-from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, augment_waveform
+from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, StyleMix, augment_waveform
 
 SR = 8000
 
@@ -70,3 +70,31 @@ def test_band_mean_norm_removes_a_fixed_filter():
     assert band_means.abs().max() < 1e-4
     plain, _ = LogMelFrontend(AudioCnnCfg(bin_mean_norm=False))(waves, lengths)
     assert (plain[0] - plain[1]).abs().mean() > 3 * (feats[0] - feats[1]).abs().mean()
+
+
+def _channel_stats(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    valid = x[..., :n]
+    return valid.mean(dim=(1, 2)), valid.std(dim=(1, 2), unbiased=False)
+
+
+def test_style_mix_gives_each_clip_statistics_between_its_own_and_anothers():
+    torch.manual_seed(0)
+    steps = torch.tensor([20, 12, 20, 7])
+    x = torch.randn(4, 6, 10, 20) * torch.tensor([1.0, 3.0, 0.5, 2.0])[:, None, None, None] \
+        + torch.tensor([0.0, 5.0, -2.0, 1.0])[:, None, None, None]
+    for i, n in enumerate(steps.tolist()):
+        x[i, :, :, n:] = 0
+    out = StyleMix(AudioAugmentCfg(style_mix_prob=1.0, style_mix_alpha=1.0), seed=2)(x, steps)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    means_in = torch.stack([_channel_stats(x[i], n)[0] for i, n in enumerate(steps.tolist())])
+    means_out = torch.stack([_channel_stats(out[i], n)[0] for i, n in enumerate(steps.tolist())])
+    low, high = means_in.min(dim=0).values, means_in.max(dim=0).values
+    assert ((means_out >= low - 1e-4) & (means_out <= high + 1e-4)).all(), "mixed means lie between clips' means"
+    assert not torch.allclose(means_out, means_in, atol=1e-3), "some clip took on another's statistics"
+    for i, n in enumerate(steps.tolist()):
+        assert torch.count_nonzero(out[i, :, :, n:]) == 0
+
+
+def test_style_mix_is_off_by_default():
+    x = torch.randn(4, 3, 5, 8)
+    assert StyleMix(AudioAugmentCfg(), seed=0)(x, torch.full((4,), 8)) is x

@@ -102,6 +102,7 @@ def pad_batch(chunks: list[np.ndarray], min_samples: int) -> tuple[torch.Tensor,
 
 
 FeatureAugment = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StyleAugment = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def cepstral_smoother(n_mels: int, keep: int) -> torch.Tensor:
@@ -199,15 +200,22 @@ class AudioCnnBackbone(nn.Module):
         return pad_batch(chunks, self.min_samples)
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor,
-                feature_augment: FeatureAugment | None = None) -> torch.Tensor:
+                feature_augment: FeatureAugment | None = None,
+                style_mix: StyleAugment | None = None) -> torch.Tensor:
+        """``feature_augment`` acts on the log-mel input and ``style_mix`` on the feature maps
+        after the first pooling (both for training only)."""
         spec, frames = self.frontend(waves, lengths)
         if feature_augment is not None:
             spec = feature_augment(spec, frames)
-        x = self.features(spec)
+        x, steps = spec, frames
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.MaxPool2d):
+                steps = torch.div(steps, 2, rounding_mode="floor")
+                if style_mix is not None:
+                    x = style_mix(x, steps.clamp(min=1, max=x.shape[-1]))
+                    style_mix = None
         b, c, f, t = x.shape
         x = self.temporal(x.reshape(b, c * f, t))
-        steps = frames
-        for _ in range(self.pools):
-            steps = torch.div(steps, 2, rounding_mode="floor")
         steps = steps.clamp(min=1, max=t)
         return self.proj(self.dropout(_masked_pool(x, steps)))

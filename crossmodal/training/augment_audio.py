@@ -38,6 +38,8 @@ class AudioAugmentCfg:
     freq_mask_bins: int = 6
     eq_amplitude: float = 0.8
     eq_terms: int = 4
+    style_mix_prob: float = 0.0
+    style_mix_alpha: float = 0.1
 
 
 def _coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -94,6 +96,35 @@ def augment_waveform(x: np.ndarray, sr: int, cfg: AudioAugmentCfg, rng: np.rando
         limit = np.abs(x).max() * rng.uniform(0.3, 0.8)
         x = np.clip(x, -limit, limit)
     return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+class StyleMix:
+    """MixStyle (Zhou et al., 2021) inside the audio CNN: with probability ``style_mix_prob`` a
+    batch's early feature maps take on per-channel statistics mixed with another clip's.
+
+    Channel means and spreads of early CNN features carry the voice and the channel more than
+    the word; mixing them between clips of different speakers makes up speakers that were not
+    recorded, which is what generalising to a new voice needs. Statistics are taken over valid
+    frames only, so padding does not leak in."""
+
+    def __init__(self, cfg: AudioAugmentCfg, seed: int) -> None:
+        self.cfg = cfg
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        if b < 2 or self.cfg.style_mix_prob <= 0 or self.rng.random() >= self.cfg.style_mix_prob:
+            return x
+        valid = (torch.arange(x.shape[-1], device=x.device)[None, :] < steps[:, None]).to(x.dtype)[:, None, None, :]
+        count = (valid.sum(dim=(2, 3), keepdim=True) * x.shape[2]).clamp_min(1)
+        mean = ((x * valid).sum(dim=(2, 3), keepdim=True) / count).detach()
+        std = (((x - mean) ** 2 * valid).sum(dim=(2, 3), keepdim=True) / count + 1e-6).sqrt().detach()
+        lam = torch.from_numpy(self.rng.beta(self.cfg.style_mix_alpha, self.cfg.style_mix_alpha, b)).to(x)
+        lam = lam[:, None, None, None]
+        perm = torch.from_numpy(self.rng.permutation(b)).to(x.device)
+        mixed_mean = lam * mean + (1 - lam) * mean[perm]
+        mixed_std = lam * std + (1 - lam) * std[perm]
+        return ((x - mean) / std * mixed_std + mixed_mean) * valid
 
 
 class FeatureAugment:

@@ -33,7 +33,7 @@ from crossmodal.aligner.model import Aligner
 from crossmodal.errors import ConfigError
 from crossmodal.evaluation.metrics import CROSS_MODAL_DIRECTIONS, all_directions, mean_cross_modal_map
 from crossmodal.media import Waveform
-from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, augment_waveform
+from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, StyleMix, augment_waveform
 from crossmodal.training.augment_image import ImageAugment, ImageAugmentCfg
 from crossmodal.training.augment_text import augment_text
 from crossmodal.training.data import Dataset, ModalityData
@@ -117,6 +117,7 @@ class _Batches:
         self.text_rng = random.Random(seed)
         self.image_augment = ImageAugment(cfg.image_augment, seed)
         self.feature_augment = FeatureAugment(cfg.audio_augment, seed)
+        self.style_mix = StyleMix(cfg.audio_augment, seed + 1)
 
     def text(self, data: ModalityData, idx: np.ndarray, train: bool) -> tuple:
         texts = [data.inputs[i] for i in idx]
@@ -271,7 +272,8 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
                     feats[m] = F.normalize(tower.head(cached[m][torch.from_numpy(idx)].to(device)), dim=-1)
                 elif m == "audio":
                     buckets, idx = batches.audio_buckets(data, idx, True)
-                    extra = {"feature_augment": batches.feature_augment} if cfg.augment else {}
+                    extra = {"feature_augment": batches.feature_augment, "style_mix": batches.style_mix} \
+                        if cfg.augment else {}
                     feats[m] = torch.cat([tower(w.to(device), n.to(device), **extra) for w, n in buckets])
                 else:
                     feats[m] = tower(*[t.to(device) for t in getattr(batches, m)(data, idx, True)])
