@@ -116,6 +116,20 @@ class FileState:
 
 
 @dataclass(frozen=True)
+class FileLink:
+    """A uri to point at an item, with its file state, and what the catalog held for it before
+    (None: nothing), which the caller has just read."""
+
+    uri: str
+    item_id: int
+    size: int | None
+    mtime_ns: int | None
+    signature: str | None
+    source: str | None
+    previous: FileState | None
+
+
+@dataclass(frozen=True)
 class NewSegment:
     """An audio window (seconds) or text chunk (characters) with its vector."""
 
@@ -280,21 +294,25 @@ class Catalog:
         return int(row[0]) if row else None
 
     def link_file(self, uri: str, item_id: int, size: int | None, mtime_ns: int | None,
-                  signature: str | None = None, source: str | None = None,
-                  previous: FileState | None | bool = True) -> None:
+                  signature: str | None = None, source: str | None = None) -> None:
         """Point ``uri`` at ``item_id`` (call inside a transaction); the item it pointed at before
-        is dropped when nothing else points at it. A caller that has just read the uri's
-        state (None: not catalogued) passes it as ``previous`` to save looking it up again."""
-        if previous is True:
-            previous = self.file_state(uri)
-        self.db.execute(
+        is dropped when nothing else points at it."""
+        self.link_files([FileLink(uri, item_id, size, mtime_ns, signature, source, self.file_state(uri))])
+
+    def link_files(self, links: Sequence[FileLink]) -> None:
+        """Point each link's uri at its item (inside a transaction), then drop the items they
+        pointed at before that nothing points at any more. Orphans are only looked for once
+        every link is in, so a batch may move one file off an item and another onto it."""
+        now = time.time()
+        self.db.executemany(
             "INSERT INTO files (uri, item_id, size, mtime_ns, signature, source, indexed_at) VALUES (?,?,?,?,?,?,?) "
             "ON CONFLICT(uri) DO UPDATE SET item_id=excluded.item_id, size=excluded.size, "
             "mtime_ns=excluded.mtime_ns, signature=excluded.signature, source=excluded.source, "
             "indexed_at=excluded.indexed_at",
-            (uri, item_id, size, mtime_ns, signature, source, time.time()))
-        if isinstance(previous, FileState) and previous.item_id != item_id:
-            self._drop_if_orphan(previous.item_id)
+            [(x.uri, x.item_id, x.size, x.mtime_ns, x.signature, x.source, now) for x in links])
+        left = {x.previous.item_id for x in links if x.previous is not None and x.previous.item_id != x.item_id}
+        for item_id in sorted(left):
+            self._drop_if_orphan(item_id)
 
     def unlink_file(self, uri: str) -> bool:
         """Forget ``uri`` (inside a transaction); its item goes when no other uri points at it."""
@@ -313,26 +331,55 @@ class Catalog:
     # Items.
     def add_item(self, item: NewItem) -> int:
         """Store an item with its segments and vectors (inside a transaction); returns its id."""
-        cur = self.db.execute(
-            "INSERT INTO items (content_hash, modality, modalities, meta, added_at) VALUES (?,?,?,?,?)",
-            (item.content_hash, item.modality, ",".join(item.modalities), json.dumps(item.meta), time.time()))
-        item_id = int(cur.lastrowid)
-        self.db.executemany("INSERT INTO item_meta (item_id, key, value) VALUES (?,?,?)",
-                            [(item_id, str(k), str(v)) for k, v in item.meta.items()
-                             if isinstance(v, (str, int, float)) and not isinstance(v, bool)])
-        for kind, vector in item.vectors.items():
-            if kind not in VECTOR_KINDS:
-                raise ValueError(f"unknown vector kind {kind!r}")
-            self.db.execute("INSERT INTO vectors (item_id, segment_id, kind, vector) VALUES (?,?,?,?)",
-                            (item_id, None, kind, _blob(vector)))
-        for position, seg in enumerate(item.segments):
-            seg_id = int(self.db.execute(
-                "INSERT INTO segments (item_id, modality, position, start, end, text) VALUES (?,?,?,?,?,?)",
-                (item_id, seg.modality, position, float(seg.start), float(seg.end), seg.text)).lastrowid)
-            self.db.execute("INSERT INTO vectors (item_id, segment_id, kind, vector) VALUES (?,?,?,?)",
-                            (item_id, seg_id, seg.modality, _blob(seg.vector)))
+        return self.add_items([item])[0]
+
+    def add_items(self, items: Sequence[NewItem]) -> list[int]:
+        """Store items with their segments and vectors (inside a transaction); returns their ids.
+
+        Ids are assigned here, so a batch takes a few statements rather than several per item;
+        nobody else can take them, since a transaction holds the database's write lock. They
+        are what SQLite would have given one row at a time, and never reuse a deleted id."""
+        for item in items:
+            for kind in item.vectors:
+                if kind not in VECTOR_KINDS:
+                    raise ValueError(f"unknown vector kind {kind!r}")
+        if not items:
+            return []
+        item_id, seg_id, vec_id = self._next_id("items"), self._next_id("segments"), self._next_id("vectors")
+        now = time.time()
+        ids: list[int] = []
+        item_rows, meta_rows, seg_rows, vec_rows = [], [], [], []
+        for item in items:
+            ids.append(item_id)
+            item_rows.append((item_id, item.content_hash, item.modality, ",".join(item.modalities),
+                              json.dumps(item.meta), now))
+            meta_rows += [(item_id, str(k), str(v)) for k, v in item.meta.items()
+                          if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+            for kind, vector in item.vectors.items():
+                vec_rows.append((vec_id, item_id, None, kind, _blob(vector)))
+                vec_id += 1
+            for position, seg in enumerate(item.segments):
+                seg_rows.append((seg_id, item_id, seg.modality, position, float(seg.start), float(seg.end), seg.text))
+                vec_rows.append((vec_id, item_id, seg_id, seg.modality, _blob(seg.vector)))
+                seg_id, vec_id = seg_id + 1, vec_id + 1
+            item_id += 1
+        db = self.db
+        db.executemany("INSERT INTO items (id, content_hash, modality, modalities, meta, added_at) "
+                       "VALUES (?,?,?,?,?,?)", item_rows)
+        db.executemany("INSERT INTO item_meta (item_id, key, value) VALUES (?,?,?)", meta_rows)
+        db.executemany("INSERT INTO segments (id, item_id, modality, position, start, end, text) "
+                       "VALUES (?,?,?,?,?,?,?)", seg_rows)
+        db.executemany("INSERT INTO vectors (id, item_id, segment_id, kind, vector) VALUES (?,?,?,?,?)", vec_rows)
         self._bump()
-        return item_id
+        return ids
+
+    def _next_id(self, table: str) -> int:
+        """The id SQLite would give the table's next row: past both the largest id in use and,
+        for AUTOINCREMENT tables, the largest ever used."""
+        row = self.db.execute(
+            f"SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name=?), 0), "
+            f"COALESCE((SELECT MAX(id) FROM {table}), 0))", (table,)).fetchone()
+        return int(row[0]) + 1
 
     def remove_item(self, item_id: int) -> list[str]:
         """Remove an item and every uri pointing at it (inside a transaction); returns those uris."""

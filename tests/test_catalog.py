@@ -125,3 +125,22 @@ def test_generation_moves_once_per_transaction_and_on_every_change_outside_one(c
     catalog.add_item(_audio_item("autocommit-1"))
     catalog.add_item(_audio_item("autocommit-2"))
     assert catalog.generation == 4
+
+
+def test_a_batch_of_items_gets_fresh_ids_even_after_the_newest_was_deleted(catalog):
+    with catalog.transaction():
+        first = catalog.add_items([_audio_item("a"), _audio_item("b")])
+    top_vector = catalog.max_vector_id()
+    with catalog.transaction():
+        catalog.remove_item(first[1])
+    with catalog.transaction():
+        image = NewItem("c", "image", ("image",), vectors={"image": _vec(7)})
+        later = catalog.add_items([image, _audio_item("d")])
+    assert first[0] < first[1] < later[0] < later[1]
+    ids, mat = catalog.vectors()
+    assert ids.min() > 0 and sorted(ids) == list(ids) and ids[-3:].min() > top_vector
+    hits = catalog.describe(ids)
+    assert [(hits[i].item_id, hits[i].kind) for i in ids] == [
+        (first[0], "audio"), (first[0], "audio"), (later[0], "image"), (later[1], "audio"), (later[1], "audio")]
+    np.testing.assert_array_equal(mat[2], _vec(7))
+    assert [s["start"] for s in catalog.item(later[1])["segments"]] == [0.0, 1.0]

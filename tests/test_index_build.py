@@ -291,23 +291,28 @@ def test_an_open_engine_sees_items_indexed_after_it_opened(tmp_path, starter):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_content_whose_only_file_changed_earlier_in_the_run_is_embedded_again(tmp_path, starter, workers):
-    """b.png held content X alone; now b.png holds Y and a new c.png holds X. Storing b first
-    drops item X, so c (checked as known before that) must still end up with X embedded."""
+@pytest.mark.parametrize("batch_size", [1, 64])
+def test_content_whose_only_file_changed_in_the_same_run_is_kept(tmp_path, starter, workers, batch_size):
+    """b.png held content X alone; now b.png holds Y and a new c.png holds X. In one batch, c
+    links to X before b's move could orphan it; with b stored in an earlier batch, item X is
+    dropped first, so c (checked as known before that) must have X embedded again."""
     x, y = corpus_files("image", "3", 1)[0], corpus_files("image", "8", 1)[0]
     folder = tmp_path / "media"
     folder.mkdir()
     shutil.copy(x, folder / "b.png")
     settings = Settings()
-    settings = replace(settings, ingest=replace(settings.ingest, workers=workers))
+    settings = replace(settings, ingest=replace(settings.ingest, workers=workers, batch_size=batch_size))
     target = tmp_path / "c"
     index_paths(target, [folder], settings, progress=False, aligner=starter)
     shutil.copy(y, folder / "b.png")
     shutil.copy(x, folder / "c.png")
     report = index_paths(target, [folder], settings, progress=False, aligner=starter)
-    assert (report.updated, report.added, report.skipped) == (1, 1, [])
+    expected = (1, 1, 0) if batch_size == 1 else (1, 0, 1)
+    assert (report.updated, report.added, report.duplicates, report.skipped) == (*expected, [])
     top = _search(target, starter, ["image"], 1, image=x)[0]
     assert top.uri == str(folder / "c.png") and top.score > 0.99
+    with Collection.open(target) as coll:
+        assert coll.catalog.counts()["items"] == 2
 
 
 def test_indexing_leaves_the_garbage_collector_as_it_found_it(starter, tmp_path):

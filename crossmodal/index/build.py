@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.registry import load_aligner
-from crossmodal.catalog import Catalog, FileState, NewItem
+from crossmodal.catalog import Catalog, FileLink, FileState, NewItem
 from crossmodal.errors import CrossmodalError
 from crossmodal.index.backend import check_backend
 from crossmodal.index.collection import (
@@ -33,7 +33,7 @@ from crossmodal.index.collection import (
     backend_spec,
     new_backend_spec,
 )
-from crossmodal.ingest.pipeline import embed_stream, process_batch
+from crossmodal.ingest.pipeline import Outcome, embed_stream, process_batch
 from crossmodal.ingest.sources import PRIMARY_ORDER, Candidate, Skip, discover
 from crossmodal.settings import IndexSettings, Settings
 
@@ -137,30 +137,54 @@ class _Pending:
     mtime_ns: int | None
 
 
-def _store(catalog: Catalog, cand: Candidate, item: NewItem | None, content_hash: str, pending: _Pending,
-           added: set[str], report: IndexReport) -> None:
-    """Link the candidate's uri to its item, adding the item first when its content is new.
-    The signature is the one taken before the files were read, so a file that changes while it
-    is being indexed is read again next time. A content the worker found new can only have been
-    stored since by this run (``added``), so only then is the catalog asked."""
-    state = pending.state
-    item_id = catalog.item_for_hash(content_hash) if item is None or content_hash in added else None
-    if state is not None and state.item_id == item_id:
-        report.unchanged += 1
-    elif item_id is None:
-        assert item is not None
-        item_id = catalog.add_item(item)
-        added.add(content_hash)
-        if state is not None:
+def _store_batch(catalog: Catalog, outcomes: Sequence[Outcome], pending: dict[str, _Pending],
+                 added: set[str], report: IndexReport) -> None:
+    """Link each candidate's uri to its item, adding the items whose content is new, all in
+    one go (inside the batch's transaction).
+
+    The signatures are the ones taken before the files were read, so a file that changes while
+    it is being indexed is read again next time. A content the worker found new can only have
+    been stored since by this run (``added``), so only then is the catalog asked."""
+    new_items: list[NewItem] = []
+    new_index: dict[str, int] = {}
+    plans: list[tuple[Outcome, int | None, int | None]] = []  # (outcome, stored item id, new item index)
+    for outcome in outcomes:
+        state, content_hash = pending[outcome.cand.uri].state, outcome.content_hash
+        assert content_hash is not None
+        if content_hash in new_index:
+            plans.append((outcome, None, new_index[content_hash]))
+            if state is not None:
+                report.updated += 1
+            else:
+                report.duplicates += 1
+            continue
+        item_id = catalog.item_for_hash(content_hash) if outcome.item is None or content_hash in added else None
+        if item_id is None:
+            assert isinstance(outcome.item, NewItem)
+            new_index[content_hash] = len(new_items)
+            new_items.append(outcome.item)
+            plans.append((outcome, None, new_index[content_hash]))
+            if state is not None:
+                report.updated += 1
+            else:
+                report.added += 1
+            continue
+        plans.append((outcome, item_id, None))
+        if state is not None and state.item_id == item_id:
+            report.unchanged += 1
+        elif state is not None:
             report.updated += 1
         else:
-            report.added += 1
-    elif state is not None:
-        report.updated += 1
-    else:
-        report.duplicates += 1
-    catalog.link_file(cand.uri, item_id, pending.size, pending.mtime_ns, pending.signature, cand.source,
-                      previous=state)
+            report.duplicates += 1
+    new_ids = catalog.add_items(new_items)
+    added.update(new_index)
+    links = []
+    for outcome, item_id, new_at in plans:
+        p = pending[outcome.cand.uri]
+        target = new_ids[new_at] if new_at is not None else item_id
+        assert target is not None
+        links.append(FileLink(outcome.cand.uri, target, p.size, p.mtime_ns, p.signature, outcome.cand.source, p.state))
+    catalog.link_files(links)
 
 
 def _prune(catalog: Catalog, seen: set[str], manifests: set[str]) -> int:
@@ -229,6 +253,7 @@ def _index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, 
         stream = embed_stream(todo, aligner, settings.ingest, weights, str(catalog.path), catalog.stored_hashes)
         for outcomes in stream:
             with catalog.transaction():
+                ready = []
                 for outcome in outcomes:
                     if outcome.item is None and catalog.item_for_hash(outcome.content_hash) is None:
                         # Known when it was checked, but the item was dropped since (its last
@@ -236,9 +261,9 @@ def _index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, 
                         outcome = process_batch([outcome.cand], aligner, settings.ingest, weights, lambda _: set())[0]
                     if isinstance(outcome.item, Skip):
                         report.skipped.append(outcome.item)
-                        continue
-                    _store(catalog, outcome.cand, outcome.item, outcome.content_hash,
-                           pending[outcome.cand.uri], added, report)
+                    else:
+                        ready.append(outcome)
+                _store_batch(catalog, ready, pending, added, report)
             bar.update(len(outcomes))
             if on_batch is not None:
                 on_batch(len(outcomes))
