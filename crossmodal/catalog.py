@@ -117,15 +117,10 @@ class FileState:
 
 @dataclass(frozen=True)
 class FileLink:
-    """A uri to point at an item, with its file state, and what the catalog held for it before
-    (None: nothing), which the caller has just read."""
+    """A uri's new state, and what the catalog held for it before (None: nothing), which the
+    caller has just read."""
 
-    uri: str
-    item_id: int
-    size: int | None
-    mtime_ns: int | None
-    signature: str | None
-    source: str | None
+    state: FileState
     previous: FileState | None
 
 
@@ -297,7 +292,7 @@ class Catalog:
                   signature: str | None = None, source: str | None = None) -> None:
         """Point ``uri`` at ``item_id`` (call inside a transaction); the item it pointed at before
         is dropped when nothing else points at it."""
-        self.link_files([FileLink(uri, item_id, size, mtime_ns, signature, source, self.file_state(uri))])
+        self.link_files([FileLink(FileState(uri, item_id, size, mtime_ns, signature, source), self.file_state(uri))])
 
     def link_files(self, links: Sequence[FileLink]) -> None:
         """Point each link's uri at its item (inside a transaction), then drop the items they
@@ -309,8 +304,9 @@ class Catalog:
             "ON CONFLICT(uri) DO UPDATE SET item_id=excluded.item_id, size=excluded.size, "
             "mtime_ns=excluded.mtime_ns, signature=excluded.signature, source=excluded.source, "
             "indexed_at=excluded.indexed_at",
-            [(x.uri, x.item_id, x.size, x.mtime_ns, x.signature, x.source, now) for x in links])
-        left = {x.previous.item_id for x in links if x.previous is not None and x.previous.item_id != x.item_id}
+            [(x.state.uri, x.state.item_id, x.state.size, x.state.mtime_ns, x.state.signature, x.state.source, now)
+             for x in links])
+        left = {x.previous.item_id for x in links if x.previous is not None and x.previous.item_id != x.state.item_id}
         for item_id in sorted(left):
             self._drop_if_orphan(item_id)
 

@@ -151,29 +151,20 @@ def _store_batch(catalog: Catalog, outcomes: Sequence[Outcome], pending: dict[st
     for outcome in outcomes:
         state, content_hash = pending[outcome.cand.uri].state, outcome.content_hash
         assert content_hash is not None
-        if content_hash in new_index:
-            plans.append((outcome, None, new_index[content_hash]))
-            if state is not None:
-                report.updated += 1
-            else:
-                report.duplicates += 1
-            continue
-        item_id = catalog.item_for_hash(content_hash) if outcome.item is None or content_hash in added else None
-        if item_id is None:
-            assert isinstance(outcome.item, NewItem)
-            new_index[content_hash] = len(new_items)
-            new_items.append(outcome.item)
-            plans.append((outcome, None, new_index[content_hash]))
-            if state is not None:
-                report.updated += 1
-            else:
-                report.added += 1
-            continue
-        plans.append((outcome, item_id, None))
+        item_id, is_new = None, False
+        if content_hash not in new_index:
+            item_id = catalog.item_for_hash(content_hash) if outcome.item is None or content_hash in added else None
+            if item_id is None:
+                assert isinstance(outcome.item, NewItem)
+                new_index[content_hash], is_new = len(new_items), True
+                new_items.append(outcome.item)
+        plans.append((outcome, item_id, new_index.get(content_hash) if item_id is None else None))
         if state is not None and state.item_id == item_id:
             report.unchanged += 1
         elif state is not None:
             report.updated += 1
+        elif is_new:
+            report.added += 1
         else:
             report.duplicates += 1
     new_ids = catalog.add_items(new_items)
@@ -183,7 +174,8 @@ def _store_batch(catalog: Catalog, outcomes: Sequence[Outcome], pending: dict[st
         p = pending[outcome.cand.uri]
         target = new_ids[new_at] if new_at is not None else item_id
         assert target is not None
-        links.append(FileLink(outcome.cand.uri, target, p.size, p.mtime_ns, p.signature, outcome.cand.source, p.state))
+        links.append(FileLink(FileState(outcome.cand.uri, target, p.size, p.mtime_ns, p.signature, outcome.cand.source),
+                              p.state))
     catalog.link_files(links)
 
 
