@@ -74,3 +74,49 @@ def test_training_is_seeded_and_reproducible(corpus_split, tmp_path):
         train(aligner, fit, None, cfg, tmp_path / f"run{run}")
         vectors.append(aligner.embed_texts(["seven", "3"]))
     assert (vectors[0] == vectors[1]).all()
+
+
+def test_audio_items_carry_their_speaker(corpus_split):
+    fit_items, _ = corpus_split
+    data = load_dataset(fit_items, load_aligner("starter"), progress=False)
+    audio = data.modalities["audio"]
+    names = [it.meta.get("speaker") for it in fit_items if it.modality == "audio"]
+    assert len(set(audio.speakers.tolist())) == len(set(names)) >= 2
+    assert (data.modalities["text"].speakers == -1).all()
+
+
+def test_the_speaker_adversary_pushes_the_embeddings_the_other_way():
+    import torch
+    from torch.nn import functional as F
+
+    from crossmodal.training.trainer import _speaker_loss
+
+    torch.manual_seed(0)
+    adversary = torch.nn.Linear(8, 3)
+    speakers = torch.tensor([0, 1, 2, -1, 1])
+    feats = torch.randn(5, 8, requires_grad=True)
+    _speaker_loss(adversary, feats, speakers, progress=1.0, weight=0.5).backward()
+    reversed_grad = feats.grad.clone()
+    feats.grad = None
+    known = speakers >= 0
+    F.cross_entropy(adversary(feats[known]), speakers[known]).backward()
+    ramp = 2.0 / (1.0 + torch.exp(torch.tensor(-10.0))) - 1.0
+    torch.testing.assert_close(reversed_grad[known], -0.5 * ramp * feats.grad[known])
+    assert reversed_grad[3].abs().sum() == 0  # an unknown speaker teaches nothing
+    assert float(_speaker_loss(adversary, feats, speakers, progress=0.0, weight=0.5).detach()) == 0.0
+
+
+def test_training_with_the_speaker_adversary_runs_and_keeps_a_checkpoint(corpus_split, tmp_path):
+    fit_items, test_items = corpus_split
+    starter = load_aligner("starter")
+    aligner = create_aligner(starter.cfg)
+    aligner.load_state_dict({k: v for k, v in starter.state_dict().items() if ".backbone." in k}, strict=False)
+    fit, test = _data(aligner, fit_items, test_items)
+    cfg = TrainCfg(epochs=1, steps_per_epoch=4, warmup_steps=1, freeze_backbones=["text", "image", "audio"],
+                   batch_sizes={"text": 32, "image": 32, "audio": 32}, progress=False, augment=False,
+                   speaker_adversarial=1.0)
+    head = aligner.tower("audio").head[0].weight.detach().clone()
+    result = train(aligner, fit, None, cfg, tmp_path / "ck")
+    assert result.history[0]["loss"] == result.history[0]["loss"]  # finite, not NaN
+    assert (tmp_path / "ck" / "model.safetensors").is_file()
+    assert not aligner.tower("audio").head[0].weight.detach().equal(head)

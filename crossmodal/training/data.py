@@ -36,6 +36,9 @@ class ModalityData:
     groups: torch.Tensor
     sources: list[str]
     label_names: list[str | None]
+    speakers: torch.Tensor | None = None
+    """Who recorded each item (its ``meta["speaker"]`` as an id; -1 unknown), for training
+    embeddings that do not tell speakers apart."""
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -75,8 +78,10 @@ def load_dataset(items: Sequence[ManifestItem], aligner: Aligner, labels: IdTabl
     """Decode every item the aligner has a tower for; skip and report undecodable ones."""
     labels = labels or IdTable()
     groups = groups or IdTable()
-    per: dict[str, dict[str, list]] = {m: {"inputs": [], "labels": [], "groups": [], "sources": [], "names": []}
-                                       for m in MODALITIES if m in aligner.modalities}
+    speakers = IdTable()
+    per: dict[str, dict[str, list]] = {
+        m: {"inputs": [], "labels": [], "groups": [], "sources": [], "names": [], "speakers": []}
+        for m in MODALITIES if m in aligner.modalities}
     skipped: list[tuple[str, str]] = []
     audio_rate = aligner.tower("audio").backbone.cfg.sample_rate if "audio" in per else 0
     for item in tqdm(items, desc="decoding", unit="item", disable=not progress, leave=False):
@@ -104,6 +109,8 @@ def load_dataset(items: Sequence[ManifestItem], aligner: Aligner, labels: IdTabl
         bucket["groups"].append(groups(item.group))
         bucket["sources"].append(item.source)
         bucket["names"].append(item.label)
+        speaker = item.meta.get("speaker")
+        bucket["speakers"].append(speakers(str(speaker)) if speaker is not None else -1)
     modalities = {}
     for modality, bucket in per.items():
         if not bucket["sources"]:
@@ -113,5 +120,5 @@ def load_dataset(items: Sequence[ManifestItem], aligner: Aligner, labels: IdTabl
             inputs = torch.from_numpy(np.stack(inputs)) if isinstance(inputs[0], np.ndarray) else torch.stack(inputs)
         modalities[modality] = ModalityData(
             modality, inputs, torch.tensor(bucket["labels"]), torch.tensor(bucket["groups"]),
-            bucket["sources"], bucket["names"])
+            bucket["sources"], bucket["names"], torch.tensor(bucket["speakers"]))
     return Dataset(modalities, skipped)

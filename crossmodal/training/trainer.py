@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -61,6 +62,10 @@ class TrainCfg:
     progress: bool = True
     audio_augment: AudioAugmentCfg = field(default_factory=AudioAugmentCfg)
     image_augment: ImageAugmentCfg = field(default_factory=ImageAugmentCfg)
+    speaker_adversarial: float = 0.0
+    """Weight of a speaker classifier on the audio embeddings whose gradient is reversed
+    (domain-adversarial training): the audio tower is pushed to embed the word, not the
+    voice. It needs ``meta["speaker"]`` on the audio items; 0 turns it off."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -213,6 +218,42 @@ def evaluate_dataset(aligner: Aligner, data: Dataset, directions: list[str] | No
     return all_directions(embeddings, labels, directions)
 
 
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward, negated gradient backward: what the adversary learns, the tower unlearns."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return -grad
+
+
+def _speaker_adversary(aligner: Aligner, data: Dataset, cfg: TrainCfg, device: torch.device) -> nn.Module | None:
+    """A small speaker classifier over audio embeddings, when asked for and two or more speakers are known."""
+    audio = data.modalities.get("audio")
+    if cfg.speaker_adversarial <= 0 or audio is None or audio.speakers is None:
+        return None
+    count = int(audio.speakers.max()) + 1 if len(audio) else 0
+    if count < 2:
+        LOG.warning("speaker_adversarial needs audio items from two or more speakers (meta 'speaker'); off")
+        return None
+    return nn.Sequential(nn.Linear(aligner.embed_dim, 128), nn.ReLU(), nn.Linear(128, count)).to(device)
+
+
+def _speaker_loss(adversary: nn.Module, feats: torch.Tensor, speakers: torch.Tensor, progress: float,
+                  weight: float) -> torch.Tensor:
+    """Cross-entropy of the adversary on reversed-gradient embeddings, its weight ramped up
+    from 0 as training goes (as in domain-adversarial training), so the words are learnt first."""
+    known = speakers >= 0
+    if not bool(known.any()):
+        return feats.new_zeros(())
+    ramp = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+    logits = adversary(_ReverseGradient.apply(feats[known]))
+    return weight * ramp * F.cross_entropy(logits, speakers[known])
+
+
 def _lr_factor(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -246,7 +287,11 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
     steps = cfg.steps_per_epoch or max(
         math.ceil(len(train_data.modalities[m]) / cfg.batch_sizes.get(m, 64)) for m in modalities)
     total = steps * cfg.epochs
-    optimizer = torch.optim.AdamW(_param_groups(aligner, cfg.weight_decay), lr=cfg.lr)
+    adversary = _speaker_adversary(aligner, train_data, cfg, device)
+    groups_of_params = _param_groups(aligner, cfg.weight_decay)
+    if adversary is not None:
+        groups_of_params.append({"params": list(adversary.parameters()), "weight_decay": cfg.weight_decay})
+    optimizer = torch.optim.AdamW(groups_of_params, lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, cfg.warmup_steps))
     rng = np.random.default_rng(cfg.seed)
     samplers = {m: _Sampler(len(train_data.modalities[m]), rng) for m in modalities}
@@ -279,7 +324,12 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
                     feats[m] = tower(*[t.to(device) for t in getattr(batches, m)(data, idx, True)])
                 labels[m] = data.labels[torch.from_numpy(idx)].to(device)
                 groups[m] = data.groups[torch.from_numpy(idx)].to(device)
+                if m == "audio" and adversary is not None and data.speakers is not None:
+                    speakers = data.speakers[torch.from_numpy(idx)].to(device)
             loss = feats[modalities[0]].new_zeros(())
+            if adversary is not None:
+                loss = loss + _speaker_loss(adversary, feats["audio"], speakers, scheduler.last_epoch / total,
+                                            cfg.speaker_adversarial)
             for a, b in itertools.combinations(modalities, 2):
                 pos = positive_mask(labels[a], groups[a], labels[b], groups[b])
                 loss = loss + multi_positive_infonce(feats[a], feats[b], pos, aligner.logit_scale)
