@@ -37,14 +37,18 @@ def _data(aligner, fit_items, test_items):
             load_dataset(test_items, aligner, labels, progress=False))
 
 
-@pytest.mark.slow
-def test_head_training_on_frozen_backbones_lifts_recall_far_above_chance(corpus_split, tmp_path):
-    """Fresh heads on the starter model's trained backbones: seconds of training, cached features."""
-    fit_items, test_items = corpus_split
+def _fresh_heads_on_starter(corpus_split):
+    """An untrained aligner with the starter model's trained backbones, and the corpus split."""
     starter = load_aligner("starter")
     aligner = create_aligner(starter.cfg)
     aligner.load_state_dict({k: v for k, v in starter.state_dict().items() if ".backbone." in k}, strict=False)
-    fit, test = _data(aligner, fit_items, test_items)
+    return (aligner, *_data(aligner, *corpus_split))
+
+
+@pytest.mark.slow
+def test_head_training_on_frozen_backbones_lifts_recall_far_above_chance(corpus_split, tmp_path):
+    """Fresh heads on the starter model's trained backbones: seconds of training, cached features."""
+    aligner, fit, test = _fresh_heads_on_starter(corpus_split)
     directions = ["image->text", "audio->image", "text->audio"]
     before = evaluate_dataset(aligner, test, directions)
     cfg = TrainCfg(epochs=2, steps_per_epoch=30, lr=3e-3, warmup_steps=5, freeze_backbones=["text", "image", "audio"],
@@ -107,11 +111,7 @@ def test_the_speaker_adversary_pushes_the_embeddings_the_other_way():
 
 
 def test_training_with_the_speaker_adversary_runs_and_keeps_a_checkpoint(corpus_split, tmp_path):
-    fit_items, test_items = corpus_split
-    starter = load_aligner("starter")
-    aligner = create_aligner(starter.cfg)
-    aligner.load_state_dict({k: v for k, v in starter.state_dict().items() if ".backbone." in k}, strict=False)
-    fit, test = _data(aligner, fit_items, test_items)
+    aligner, fit, test = _fresh_heads_on_starter(corpus_split)
     cfg = TrainCfg(epochs=1, steps_per_epoch=4, warmup_steps=1, freeze_backbones=["text", "image", "audio"],
                    batch_sizes={"text": 32, "image": 32, "audio": 32}, progress=False, augment=False,
                    speaker_adversarial=1.0)
