@@ -262,10 +262,11 @@ class Catalog:
 
     def _bump(self) -> None:
         """Once per transaction is enough: readers only see the commit."""
-        if getattr(self._local, "bumped", None):
+        in_transaction_state = getattr(self._local, "bumped", None)  # None: not inside transaction()
+        if in_transaction_state:
             return
         self.db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
-        if getattr(self._local, "bumped", None) is False:
+        if in_transaction_state is False:
             self._local.bumped = True
 
     # Files.

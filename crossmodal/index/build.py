@@ -137,23 +137,25 @@ class _Pending:
     mtime_ns: int | None
 
 
-def _store_batch(catalog: Catalog, outcomes: Sequence[Outcome], pending: dict[str, _Pending],
+def _store_batch(catalog: Catalog, outcomes: Sequence[tuple[Outcome, int | None]], pending: dict[str, _Pending],
                  added: set[str], report: IndexReport) -> None:
     """Link each candidate's uri to its item, adding the items whose content is new, all in
     one go (inside the batch's transaction).
 
     The signatures are the ones taken before the files were read, so a file that changes while
     it is being indexed is read again next time. A content the worker found new can only have
-    been stored since by this run (``added``), so only then is the catalog asked."""
+    been stored since by this run (``added``), so only then is the catalog asked; a content the
+    worker found stored comes with its item id, already looked up."""
     new_items: list[NewItem] = []
     new_index: dict[str, int] = {}
     plans: list[tuple[Outcome, int | None, int | None]] = []  # (outcome, stored item id, new item index)
-    for outcome in outcomes:
+    for outcome, stored_id in outcomes:
         state, content_hash = pending[outcome.cand.uri].state, outcome.content_hash
         assert content_hash is not None
         item_id, is_new = None, False
         if content_hash not in new_index:
-            item_id = catalog.item_for_hash(content_hash) if outcome.item is None or content_hash in added else None
+            item_id = stored_id if outcome.item is None else \
+                catalog.item_for_hash(content_hash) if content_hash in added else None
             if item_id is None:
                 assert isinstance(outcome.item, NewItem)
                 new_index[content_hash], is_new = len(new_items), True
@@ -247,14 +249,15 @@ def _index_paths(folder: Path, paths: Sequence[str | Path], settings: Settings, 
             with catalog.transaction():
                 ready = []
                 for outcome in outcomes:
-                    if outcome.item is None and catalog.item_for_hash(outcome.content_hash) is None:
+                    stored_id = catalog.item_for_hash(outcome.content_hash) if outcome.item is None else None
+                    if outcome.item is None and stored_id is None:
                         # Known when it was checked, but the item was dropped since (its last
                         # file changed earlier in this run): embed it after all.
                         outcome = process_batch([outcome.cand], aligner, settings.ingest, weights, lambda _: set())[0]
                     if isinstance(outcome.item, Skip):
                         report.skipped.append(outcome.item)
                     else:
-                        ready.append(outcome)
+                        ready.append((outcome, stored_id))
                 _store_batch(catalog, ready, pending, added, report)
             bar.update(len(outcomes))
             if on_batch is not None:
