@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='JSON object overriding audio augmentation, e.g. {"speed": [0.75, 1.3]}')
     parser.add_argument("--speaker-adversarial", type=float, default=0.0,
                         help="weight of a gradient-reversed speaker classifier on the audio embeddings (0: off)")
+    parser.add_argument("--weight-average-from", type=float, default=0.0,
+                        help="average the weights from this fraction of training on (0: off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     cfg = TrainCfg(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
                    threads=args.threads, device=args.device, progress=not args.quiet,
-                   speaker_adversarial=args.speaker_adversarial)
+                   speaker_adversarial=args.speaker_adversarial, weight_average_from=args.weight_average_from)
     if args.batch_sizes:
         cfg.batch_sizes.update(json.loads(args.batch_sizes))
     if args.audio_augment:

@@ -48,10 +48,45 @@ def test_feature_augment_keeps_padding_silent():
     cfg = AudioAugmentCfg()
     spec = torch.randn(3, 1, 40, 50)
     frames = torch.tensor([50, 30, 10])
-    out = FeatureAugment(cfg, seed=1)(spec, frames)
+    out, out_frames = FeatureAugment(cfg, seed=1)(spec, frames)
     assert out.shape == spec.shape
+    assert torch.equal(out_frames, frames)
     for i, n in enumerate(frames.tolist()):
         assert torch.count_nonzero(out[i, :, :, n:]) == 0
+
+
+def _tempo_only(**changes: object) -> FeatureAugment:
+    cfg = AudioAugmentCfg(freq_warp=(1.0, 1.0), eq_amplitude=0.0, time_mask_frames=0, freq_mask_bins=0,
+                          **changes)
+    return FeatureAugment(cfg, seed=3)
+
+
+def test_tempo_warp_stretches_time_monotonically_and_keeps_padding_silent():
+    """Each clip's frames become a monotone resampling of its own frames (first to last, pitch
+    axis untouched), its new length follows the stretch, and padding stays zero."""
+    frames = torch.tensor([60, 33, 9, 1])
+    ramp = torch.arange(1, 61, dtype=torch.float32)
+    bands = torch.arange(1, 41, dtype=torch.float32)
+    valid = torch.arange(60)[None, :] < frames[:, None]
+    spec = bands[None, None, :, None] * ramp[None, None, None, :] * valid[:, None, None, :]
+    out, new_frames = _tempo_only(tempo=(0.6, 1.6), tempo_jitter=0.3)(spec, frames)
+    assert out.shape[-1] >= spec.shape[-1]
+    for i, (n, m) in enumerate(zip(frames.tolist(), new_frames.tolist())):
+        assert round(0.6 * n) - 1 <= m <= round(1.6 * n) + 1
+        row = out[i, 0, 0, :m]
+        assert row[0] == 1 and abs(float(row[-1]) - n) < 1e-4
+        assert bool((row[1:] >= row[:-1] - 1e-5).all())
+        assert torch.allclose(out[i, 0, :, :m], row[None, :] * bands[:, None])
+        assert torch.count_nonzero(out[i, :, :, m:]) == 0
+
+
+def test_tempo_warp_varies_the_rate_and_is_off_by_default():
+    frames = torch.full((64,), 40)
+    spec = torch.randn(64, 1, 40, 40)
+    _, lengths = _tempo_only(tempo=(0.6, 1.6))(spec, frames)
+    assert lengths.min() < 30 and lengths.max() > 55
+    out, same = _tempo_only()(spec, frames)
+    assert torch.equal(same, frames) and torch.allclose(out, spec, atol=1e-5)
 
 
 def test_band_mean_norm_removes_a_fixed_filter():

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from crossmodal.aligner import AlignerCfg, create_aligner, load_aligner
 from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.evaluation.manifest_eval import holdout_split
 from crossmodal.manifest import read_manifest
 from crossmodal.training.data import IdTable, load_dataset
-from crossmodal.training.trainer import TrainCfg, evaluate_dataset, seed_everything, train
+from crossmodal.training.trainer import (
+    TrainCfg,
+    _Batches,
+    _WeightAverage,
+    evaluate_dataset,
+    seed_everything,
+    train,
+)
 
 SMALL = {
     "name": "small-test", "embed_dim": 32,
@@ -120,3 +129,46 @@ def test_training_with_the_speaker_adversary_runs_and_keeps_a_checkpoint(corpus_
     assert result.history[0]["loss"] == result.history[0]["loss"]  # finite, not NaN
     assert (tmp_path / "ck" / "model.safetensors").is_file()
     assert not aligner.tower("audio").head[0].weight.detach().equal(head)
+
+
+def test_weight_average_is_the_mean_of_every_step_it_saw():
+    seed_everything(3)
+    aligner = create_aligner(AlignerCfg.from_dict(json.loads(json.dumps(SMALL))))
+    average = _WeightAverage(aligner)
+    snapshots = []
+    for _ in range(3):
+        with torch.no_grad():
+            for p in aligner.parameters():
+                p.add_(torch.randn_like(p))
+        snapshots.append([p.detach().clone() for p in aligner.parameters()])
+        average.update(aligner)
+    for mean, *steps in zip(average.model.parameters(), *snapshots):
+        torch.testing.assert_close(mean, torch.stack(steps).mean(dim=0))
+
+
+def test_weight_average_measures_batch_norm_again_for_the_averaged_weights(corpus_split):
+    """Running statistics gathered for other weights are replaced by ones measured on training
+    batches through the averaged model (here the audio CNN's), and the layers' momentum is kept."""
+    aligner, fit, _ = _fresh_heads_on_starter(corpus_split)
+    average = _WeightAverage(aligner)
+    average.update(aligner)
+    cfg = TrainCfg(batch_sizes={"text": 16, "image": 16, "audio": 16}, freeze_backbones=["text", "image"])
+    norm = average.model.tower("audio").backbone.features[1]
+    before = norm.running_mean.clone()
+    average.refresh_batch_norm(fit, _Batches(aligner, cfg, 0), cfg, ["audio"], {}, np.random.default_rng(0), steps=5)
+    assert int(norm.num_batches_tracked) == 5 and norm.momentum == 0.1
+    assert not norm.running_mean.equal(before) and torch.isfinite(norm.running_var).all()
+    assert not average.model.training
+
+
+def test_training_with_weight_averaging_validates_and_keeps_the_average(corpus_split, tmp_path):
+    aligner, fit, test = _fresh_heads_on_starter(corpus_split)
+    cfg = TrainCfg(epochs=2, steps_per_epoch=3, warmup_steps=1, freeze_backbones=["text", "image"],
+                   batch_sizes={"text": 16, "image": 16, "audio": 16}, progress=False, threads=1,
+                   weight_average_from=0.5)
+    result = train(aligner, fit, test, cfg, tmp_path / "ck")
+    assert "averaged_steps" not in result.history[0]
+    assert result.history[1]["averaged_steps"] == 3
+    saved = load_aligner(tmp_path / "ck").tower("audio").backbone.features[1]
+    tracked = int(saved.num_batches_tracked)
+    assert tracked == 20 if result.best_epoch == 2 else tracked > 20

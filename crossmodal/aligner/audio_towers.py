@@ -101,7 +101,7 @@ def pad_batch(chunks: list[np.ndarray], min_samples: int) -> tuple[torch.Tensor,
     return torch.from_numpy(out), torch.tensor(lengths, dtype=torch.long)
 
 
-FeatureAugment = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+FeatureAugment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 StyleAugment = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -206,7 +206,7 @@ class AudioCnnBackbone(nn.Module):
         after the first pooling (both for training only)."""
         spec, frames = self.frontend(waves, lengths)
         if feature_augment is not None:
-            spec = feature_augment(spec, frames)
+            spec, frames = feature_augment(spec, frames)
         x, steps = spec, frames
         for layer in self.features:
             x = layer(x)

@@ -2,13 +2,15 @@
 
 Waveform level (per clip, numpy): speed (tempo and pitch together), reverberation,
 microphone band limits, a lower original sample rate, leading/trailing silence, background
-noise of several colours, gain and clipping. Feature level (per batch, torch): mel-axis
-warping (vocal-tract length), a random smooth equaliser curve over the mel bands (the
-colouring of a microphone, a room or a voice), and SpecAugment time/frequency masks.
+noise of several colours, gain and clipping. Feature level (per batch, torch): tempo
+warping along time (speaking rate, pitch unchanged), mel-axis warping (vocal-tract length), a
+random smooth equaliser curve over the mel bands (the colouring of a microphone, a room or a
+voice), and SpecAugment time/frequency masks.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +35,13 @@ class AudioAugmentCfg:
     snr_db: tuple[float, float] = (3.0, 40.0)
     gain_db: tuple[float, float] = (-25.0, 12.0)
     clip_prob: float = 0.05
+    tempo: tuple[float, float] = (1.0, 1.0)
+    """Speaking-rate range of the time warp (pitch unchanged); with ``tempo_jitter`` (the spread
+    of each of ``tempo_segments`` parts' own rate) it is off by default: (0.65, 1.55) with
+    jitter 0.25 took jackson, held out, from 0.892 / 0.906 to 0.878 / 0.894 and nicolas from
+    0.866 / 0.882 to 0.784 / 0.824 (audio→image / audio→text recall@1)."""
+    tempo_jitter: float = 0.0
+    tempo_segments: int = 3
     freq_warp: tuple[float, float] = (0.87, 1.15)
     time_mask_frames: int = 8
     freq_mask_bins: int = 6
@@ -147,7 +156,46 @@ class FeatureAugment:
         basis = torch.cos(torch.pi * k[:, None] * torch.arange(bins, dtype=torch.float32)[None, :] / max(bins - 1, 1))
         return amp @ basis
 
-    def __call__(self, spec: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    def _tempo_grid(self, frames: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per clip, a monotone map from stretched output frames to input frames, and the new
+        frame counts.
+
+        The whole clip is stretched by a log-uniform factor from ``tempo`` and each of
+        ``tempo_segments`` equal parts of the output by its own log-normal factor
+        (``tempo_jitter``), so both the speaking rate and the relative length of the sounds in
+        a word vary. The output is never narrower than ``width``, so short batches still survive
+        the CNN's pooling. Returns (positions (B, T'), frames (B,)) in input frames."""
+        b = frames.numel()
+        lo, hi = (math.log(v) for v in self.cfg.tempo)
+        factors = torch.exp(self._uniform(b, lo, hi))
+        new_frames = torch.clamp(torch.round(frames.float() * factors), min=1).long()
+        segments = max(1, self.cfg.tempo_segments)
+        weights = torch.exp(self.cfg.tempo_jitter * torch.randn(b, segments, generator=self.generator))
+        knots = torch.cat([torch.zeros(b, 1), torch.cumsum(weights, dim=1) / weights.sum(dim=1, keepdim=True)], dim=1)
+        out_width = max(int(new_frames.max()), width)
+        u = torch.arange(out_width, dtype=torch.float32)[None, :] / (new_frames - 1).clamp_min(1)[:, None]
+        u = u.clamp(max=1.0) * segments
+        seg = u.floor().long().clamp(max=segments - 1)
+        frac = u - seg
+        start, stop = knots.gather(1, seg), knots.gather(1, seg + 1)
+        pos = (start + frac * (stop - start)) * (frames.float() - 1)[:, None]
+        return pos, new_frames
+
+    def _stretch_time(self, spec: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.tempo == (1.0, 1.0) and self.cfg.tempo_jitter <= 0:
+            return spec, frames
+        b, _, bins, t = spec.shape
+        pos, new_frames = self._tempo_grid(frames.cpu(), t)
+        grid_x = (pos.to(spec.device, spec.dtype) / max(t - 1, 1)) * 2 - 1
+        grid_y = torch.linspace(-1, 1, bins, device=spec.device, dtype=spec.dtype)
+        grid = torch.stack(torch.broadcast_tensors(grid_x[:, None, :], grid_y[None, :, None]), dim=-1)
+        out = F.grid_sample(spec, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        new_frames = new_frames.to(frames.device)
+        valid = (torch.arange(out.shape[-1], device=spec.device)[None, :] < new_frames[:, None])[:, None, None, :]
+        return out * valid, new_frames
+
+    def __call__(self, spec: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spec, frames = self._stretch_time(spec, frames)
         b, _, bins, t = spec.shape
         factors = self._uniform(b, *self.cfg.freq_warp).to(spec.device, spec.dtype)
         pos = torch.arange(bins, dtype=spec.dtype, device=spec.device)[None, :] / factors[:, None]
@@ -166,4 +214,4 @@ class FeatureAugment:
         fmask = (bin_idx >= fstart[:, None]) & (bin_idx < (fstart + fwidth)[:, None])
         valid = (frame_idx < frames[:, None])[:, None, None, :]
         masked = tmask[:, None, None, :] | fmask[:, None, :, None]
-        return spec.masked_fill(masked, 0.0) * valid
+        return spec.masked_fill(masked, 0.0) * valid, frames

@@ -10,6 +10,7 @@ set and the best one by mean cross-modal mAP is saved.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import json
@@ -70,6 +71,14 @@ class TrainCfg:
     from 0.914 / 0.932 to 0.916 / 0.938, jackson from 0.892 / 0.906 to 0.908 / 0.910, nicolas
     from 0.866 / 0.882 to 0.846 / 0.874 and yweweler from 0.874 / 0.890 to 0.896 / 0.890:
     within run-to-run noise."""
+    weight_average_from: float = 0.0
+    """Average the weights of every step from this fraction of training on (stochastic weight
+    averaging), and validate and keep the averaged model from then on; 0 turns it off. An
+    average over a stretch of training sits in a flatter minimum than any one step, which is
+    what carries over to data unlike the training set. Off by default: from 0.5 on, leaving one
+    speaker out, jackson went from 0.892 / 0.906 to 0.894 / 0.906 and nicolas from 0.866 /
+    0.882 to 0.862 / 0.878 (audio→image / audio→text recall@1); FSDD's official test split
+    gained about a point."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -258,6 +267,59 @@ def _speaker_loss(adversary: nn.Module, feats: torch.Tensor, speakers: torch.Ten
     return weight * ramp * F.cross_entropy(logits, speakers[known])
 
 
+def _embed_batch(aligner: Aligner, batches: _Batches, data: ModalityData, idx: np.ndarray,
+                 cached: torch.Tensor | None, augment: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """Normalised training-time embeddings of one modality's batch, and its indices (audio
+    reorders them into length buckets)."""
+    tower = aligner.tower(data.modality)
+    device = aligner.device
+    if cached is not None:
+        return F.normalize(tower.head(cached[torch.from_numpy(idx)].to(device)), dim=-1), idx
+    if data.modality == "audio":
+        buckets, idx = batches.audio_buckets(data, idx, True)
+        extra = {"feature_augment": batches.feature_augment, "style_mix": batches.style_mix} if augment else {}
+        return torch.cat([tower(w.to(device), n.to(device), **extra) for w, n in buckets]), idx
+    return tower(*[t.to(device) for t in getattr(batches, data.modality)(data, idx, True)]), idx
+
+
+class _WeightAverage:
+    """Running mean of a model's parameters, with batch-norm statistics recomputed for the mean.
+
+    Averaged weights never produced the activations that the running batch-norm statistics
+    were gathered on, so before the average is evaluated those statistics are measured again
+    on training batches, the way they were made (train mode, augmentation on)."""
+
+    def __init__(self, aligner: Aligner) -> None:
+        self.model = copy.deepcopy(aligner)
+        self.count = 0
+
+    @torch.no_grad()
+    def update(self, aligner: Aligner) -> None:
+        self.count += 1
+        for mean, current in zip(self.model.parameters(), aligner.parameters()):
+            mean.lerp_(current.detach(), 1.0 / self.count)
+
+    @torch.no_grad()
+    def refresh_batch_norm(self, data: Dataset, batches: _Batches, cfg: TrainCfg, modalities: list[str],
+                           cached: dict[str, torch.Tensor], rng: np.random.Generator, steps: int = 20) -> None:
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        self.model.train()
+        for m in cfg.freeze_backbones:
+            self.model.tower(m).backbone.eval()
+        for _ in range(steps):
+            for m in modalities:
+                items = data.modalities[m]
+                idx = rng.choice(len(items), size=min(cfg.batch_sizes.get(m, 64), len(items)), replace=False)
+                _embed_batch(self.model, batches, items, idx, cached.get(m), cfg.augment)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        self.model.eval()
+
+
 def _lr_factor(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -297,6 +359,8 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
         groups_of_params.append({"params": list(adversary.parameters()), "weight_decay": cfg.weight_decay})
     optimizer = torch.optim.AdamW(groups_of_params, lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, cfg.warmup_steps))
+    average = _WeightAverage(aligner) if 0 < cfg.weight_average_from < 1 else None
+    average_from = int(cfg.weight_average_from * total)
     rng = np.random.default_rng(cfg.seed)
     samplers = {m: _Sampler(len(train_data.modalities[m]), rng) for m in modalities}
     history: list[dict[str, Any]] = []
@@ -316,16 +380,7 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
             for m in modalities:
                 data = train_data.modalities[m]
                 idx = samplers[m].take(min(cfg.batch_sizes.get(m, 64), len(data)))
-                tower = aligner.tower(m)
-                if m in cached:
-                    feats[m] = F.normalize(tower.head(cached[m][torch.from_numpy(idx)].to(device)), dim=-1)
-                elif m == "audio":
-                    buckets, idx = batches.audio_buckets(data, idx, True)
-                    extra = {"feature_augment": batches.feature_augment, "style_mix": batches.style_mix} \
-                        if cfg.augment else {}
-                    feats[m] = torch.cat([tower(w.to(device), n.to(device), **extra) for w, n in buckets])
-                else:
-                    feats[m] = tower(*[t.to(device) for t in getattr(batches, m)(data, idx, True)])
+                feats[m], idx = _embed_batch(aligner, batches, data, idx, cached.get(m), cfg.augment)
                 labels[m] = data.labels[torch.from_numpy(idx)].to(device)
                 groups[m] = data.groups[torch.from_numpy(idx)].to(device)
                 if m == "audio" and adversary is not None and data.speakers is not None:
@@ -347,13 +402,21 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
             optimizer.step()
             scheduler.step()
             aligner.clamp_logit_scale()
+            if average is not None and scheduler.last_epoch > average_from:
+                average.update(aligner)
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{aligner.logit_scale.exp().item():.1f}")
         record: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)),
                                   "logit_scale": float(aligner.logit_scale.detach().exp()),
                                   "seconds": round(time.time() - started, 1)}
+        candidate = aligner
+        if average is not None and average.count:
+            average.refresh_batch_norm(train_data, batches, cfg, modalities, cached,
+                                       np.random.default_rng([cfg.seed, epoch]))
+            candidate = average.model
+            record["averaged_steps"] = average.count
         if val_data is not None and val_data.modalities:
-            metrics = evaluate_dataset(aligner, val_data)
+            metrics = evaluate_dataset(candidate, val_data)
             score = mean_cross_modal_map(metrics)
             if math.isnan(score):
                 score = float(np.nanmean([v["mAP"] for v in metrics.values()])) if metrics else -record["loss"]
@@ -365,10 +428,10 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
         LOG.info("epoch %d: loss %.4f, score %.4f %s", epoch, record["loss"], score, summary)
         if score > best[0]:
             best = (score, epoch, metrics)
-            aligner.eval()
-            save_aligner(aligner.to("cpu"), out_dir, trained_on=trained_on,
+            candidate.eval()
+            save_aligner(candidate.to("cpu"), out_dir, trained_on=trained_on,
                          metrics={"validation": metrics, "epoch": epoch, "score": score})
-            aligner.to(device)
+            candidate.to(device)
         log_tmp = out_dir / "train_log.json.tmp"
         log_tmp.write_text(json.dumps(history, indent=1, default=float) + "\n")
         log_tmp.replace(out_dir / "train_log.json")
