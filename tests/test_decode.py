@@ -12,7 +12,7 @@ from media_files import png_with_claimed_size
 from PIL import Image
 
 from crossmodal.errors import CrossmodalError, DecodeError
-from crossmodal.ingest.decode import DEFAULT_LIMITS, DecodeLimits, decode_audio, decode_image, read_text
+from crossmodal.ingest.decode import DEFAULT_LIMITS, DecodeLimits, _pcm_wav, decode_audio, decode_image, read_text
 from crossmodal.media import Waveform
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -302,6 +302,47 @@ def test_ogg_vorbis_decodes(tmp_path, channels):
     # lossy, but still a loud tone rather than silence or garbage
     rms = float(np.sqrt(np.mean(np.square(wave.samples))))
     assert 0.3 < rms < 0.4
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("container", ["WAV", "WAVEX"])
+def test_wav_in_memory_gives_the_same_samples_as_libsndfile(tmp_path, subtype, channels, container):
+    """Bytes already read take the standard-library parser where it applies; every encoding
+    gives exactly what libsndfile reads from the file."""
+    path = tmp_path / "tone.wav"
+    mono = _tone(0.3, 11025)
+    sf.write(path, mono if channels == 1 else np.stack([mono, -0.5 * mono], axis=1), 11025,
+             subtype=subtype, format=container)
+    from_file = decode_audio(path)
+    in_memory = decode_audio(path, data=path.read_bytes())
+    assert in_memory.sample_rate == from_file.sample_rate == 11025
+    assert in_memory.samples.dtype == np.float32 and in_memory.samples.shape == from_file.samples.shape
+    assert np.array_equal(in_memory.samples, from_file.samples)
+    fast = subtype in ("PCM_U8", "PCM_16", "PCM_32") and container == "WAV"
+    assert (_pcm_wav(path, path.read_bytes(), DecodeLimits()) is not None) == fast
+
+
+def test_wav_in_memory_keeps_every_check(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, _tone(2.0, 8000), 8000, subtype="PCM_16")
+    data = path.read_bytes()
+    with pytest.raises(DecodeError) as exc:
+        decode_audio(path, DecodeLimits(max_audio_seconds=1.5), data=data)
+    assert "limit" in exc.value.reason
+    cut = decode_audio(path, data=data[:1044])
+    assert cut.samples.shape == decode_audio(_write(tmp_path / "cut.wav", data[:1044])).samples.shape
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 8000, subtype="PCM_16")
+    with pytest.raises(DecodeError, match="audio holds no samples"):
+        decode_audio(empty, data=empty.read_bytes())
+    with pytest.raises(DecodeError, match="not a recognised audio format"):
+        decode_audio(path, data=b"RIFF? no, just words in a file\n" * 4)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 def test_text_renamed_wav_raises(tmp_path):

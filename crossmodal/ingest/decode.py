@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 import warnings
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,11 +97,45 @@ def _sndfile_reason(exc: Exception) -> str:
     return str(getattr(exc, "error_string", "") or exc)
 
 
+def _check_duration(path: Path, frames: int, rate: int, limits: DecodeLimits) -> None:
+    if frames and frames / rate > limits.max_audio_seconds:
+        raise DecodeError(path, f"audio lasts {frames / rate:.0f} s, over the "
+                                f"{limits.max_audio_seconds:g}-second limit")
+
+
+_PCM_SCALE = {1: ("u1", 128.0, 128.0), 2: ("<i2", 0.0, 32768.0), 4: ("<i4", 0.0, 2147483648.0)}
+
+
+def _pcm_wav(path: Path, data: bytes, limits: DecodeLimits) -> Waveform | None:
+    """Integer-PCM WAV in memory, parsed by the standard library: for short clips several
+    times faster than opening them with libsndfile, and the same samples. None for anything
+    it does not fully understand (other encodings, odd headers, truncated data), which
+    soundfile then reads or explains."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    try:
+        with wave.open(io.BytesIO(data)) as handle:
+            rate, channels, width = handle.getframerate(), handle.getnchannels(), handle.getsampwidth()
+            frames = handle.getnframes()
+            if rate <= 0 or channels <= 0 or width not in _PCM_SCALE or frames <= 0:
+                return None
+            _check_duration(path, frames, rate, limits)
+            raw = handle.readframes(frames)
+    except (wave.Error, EOFError, struct.error, ValueError):
+        return None
+    if len(raw) != frames * channels * width:
+        return None
+    dtype, offset, scale = _PCM_SCALE[width]
+    samples = ((np.frombuffer(raw, dtype).astype(np.float32) - offset) / scale).reshape(frames, channels)
+    return Waveform(samples[:, 0] if channels == 1 else samples, rate)
+
+
 def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: bytes | None = None) -> Waveform:
     """Float32 samples (frames, channels) and rate, read with soundfile (WAV, FLAC, OGG, MP3).
 
     The file is opened once: the header is checked against the length limit before any samples
-    are read. ``data``, when given, is the file's content already read (errors name ``path``)."""
+    are read. ``data``, when given, is the file's content already read (errors name ``path``);
+    plain PCM WAV in memory takes a faster parser."""
     import soundfile as sf
 
     path = path if isinstance(path, Path) else Path(path)
@@ -107,6 +143,10 @@ def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: 
         _check_file(path)
     elif not data:
         raise DecodeError(path, "file is empty")
+    else:
+        fast = _pcm_wav(path, data, limits)
+        if fast is not None:
+            return fast
     try:
         handle = sf.SoundFile(str(path) if data is None else io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -114,9 +154,7 @@ def decode_audio(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: 
     with handle:
         if handle.samplerate <= 0 or handle.channels <= 0:
             raise DecodeError(path, "audio header has no sample rate or channels")
-        if handle.frames and handle.frames / handle.samplerate > limits.max_audio_seconds:
-            raise DecodeError(path, f"audio lasts {handle.frames / handle.samplerate:.0f} s, over the "
-                                    f"{limits.max_audio_seconds:g}-second limit")
+        _check_duration(path, handle.frames, handle.samplerate, limits)
         rate = handle.samplerate
         try:
             samples = handle.read(frames=int(limits.max_audio_seconds * rate) + 1, dtype="float32", always_2d=True)

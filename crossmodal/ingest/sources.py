@@ -53,7 +53,10 @@ class Candidate:
     @property
     def modality(self) -> str:
         """The primary modality: what the item *is* (an image with a caption is an image)."""
-        return self.modalities[0]
+        media = self.media
+        if "image" in media:
+            return "image"
+        return "audio" if "audio" in media else self.modalities[0]
 
     @property
     def files(self) -> list[Path]:
@@ -68,7 +71,8 @@ class Candidate:
         """The signature, and the size and mtime of the primary file (None for inline text),
         from one stat of each file."""
         parts, size, mtime = [], None, None
-        primary = self.media.get(self.modality) if self.modality != "text" else self.text_path
+        modality = self.modality
+        primary = self.media.get(modality) if modality != "text" else self.text_path
         for path in self.files:
             st = path.stat()
             parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
