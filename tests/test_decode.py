@@ -3,6 +3,7 @@ kind of bad file turns into (always naming the file)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,15 @@ from media_files import png_with_claimed_size
 from PIL import Image
 
 from crossmodal.errors import CrossmodalError, DecodeError
-from crossmodal.ingest.decode import DEFAULT_LIMITS, DecodeLimits, _pcm_wav, decode_audio, decode_image, read_text
+from crossmodal.ingest.decode import (
+    DEFAULT_LIMITS,
+    DecodeLimits,
+    _pcm_wav,
+    decode_audio,
+    decode_image,
+    read_small_file,
+    read_text,
+)
 from crossmodal.media import Waveform
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -33,6 +42,14 @@ def _assert_names(exc: pytest.ExceptionInfo, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- errors module
+
+
+def _decode_image(path: Path, in_memory: bool, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
+    """The decoder reading the file itself, or handed its bytes as the indexer does."""
+    return decode_image(path, limits, data=path.read_bytes() if in_memory else None)
+
+
+IN_MEMORY = pytest.mark.parametrize("in_memory", [False, True], ids=["from-path", "from-bytes"])
 
 
 def test_decode_error_message_and_attributes():
@@ -73,27 +90,30 @@ def test_jpeg_decodes(tmp_path):
     assert np.abs(np.asarray(img, dtype=int) - [200, 40, 90]).max() <= 3
 
 
-def test_image_is_fully_loaded_and_independent_of_the_file(tmp_path):
+@IN_MEMORY
+def test_image_is_fully_loaded_and_independent_of_the_file(tmp_path, in_memory):
     path = tmp_path / "img.png"
     _gradient().save(path)
-    img = decode_image(path)
+    img = _decode_image(path, in_memory)
     path.unlink()
     assert img.getpixel((3, 2)) == (60, 60, 35)
 
 
-def test_animated_gif_returns_first_frame(tmp_path):
+@IN_MEMORY
+def test_animated_gif_returns_first_frame(tmp_path, in_memory):
     path = tmp_path / "anim.gif"
     frames = [Image.new("RGB", (8, 6), colour) for colour in (RED, GREEN, BLUE)]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
     with Image.open(path) as check:
         assert check.n_frames == 3
-    img = decode_image(path)
+    img = _decode_image(path, in_memory)
     assert img.size == (8, 6)
     assert img.convert("RGB").getpixel((4, 3)) == RED
     assert getattr(img, "n_frames", 1) == 1
 
 
-def test_exif_orientation_is_applied(tmp_path):
+@IN_MEMORY
+def test_exif_orientation_is_applied(tmp_path, in_memory):
     # Left half red, right half blue; Orientation 6 means "rotate 90 degrees clockwise to display",
     # so the displayed image is portrait with red on top.
     rgb = np.zeros((20, 40, 3), dtype=np.uint8)
@@ -106,7 +126,7 @@ def test_exif_orientation_is_applied(tmp_path):
     with Image.open(path) as raw:
         assert raw.size == (40, 20)
         assert raw.getexif()[0x0112] == 6
-    img = decode_image(path)
+    img = _decode_image(path, in_memory)
     assert img.size == (20, 40)
     top = np.asarray(img.getpixel((10, 5)), dtype=int)
     bottom = np.asarray(img.getpixel((10, 34)), dtype=int)
@@ -161,13 +181,14 @@ def test_cmyk_image_decodes(tmp_path, suffix):
     assert np.abs(np.asarray(out.getpixel((2, 2))) - [10, 20, 30, 40]).max() <= 3
 
 
-def test_truncated_png_raises(tmp_path):
+@IN_MEMORY
+def test_truncated_png_raises(tmp_path, in_memory):
     path = tmp_path / "cut.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DecodeError) as exc:
-        decode_image(path)
+        _decode_image(path, in_memory)
     _assert_names(exc, path)
     assert "truncated" in exc.value.reason
 
@@ -210,24 +231,26 @@ def test_directory_raises(tmp_path, decoder):
     assert exc.value.reason == "not a regular file"
 
 
-def test_image_over_pixel_limit_raises(tmp_path):
+@IN_MEMORY
+def test_image_over_pixel_limit_raises(tmp_path, in_memory):
     path = tmp_path / "big.png"
     Image.new("RGB", (50, 40), RED).save(path)
     with pytest.raises(DecodeError) as exc:
-        decode_image(path, DecodeLimits(max_image_pixels=1999))
+        _decode_image(path, in_memory, DecodeLimits(max_image_pixels=1999))
     _assert_names(exc, path)
     assert "50x40" in exc.value.reason
     assert decode_image(path, DecodeLimits(max_image_pixels=2000)).size == (50, 40)
 
 
+@IN_MEMORY
 @pytest.mark.parametrize("width,height", [(10_000, 10_000), (20_000, 20_000)])
-def test_decompression_bomb_guard_stays_on(tmp_path, width, height):
+def test_decompression_bomb_guard_stays_on(tmp_path, in_memory, width, height):
     # 100 M pixels trips Pillow's warning, 400 M its error; both must become DecodeError even when
     # the caller's own limit is generous.
     path = tmp_path / "bomb.png"
     png_with_claimed_size(path, width, height)
     with pytest.raises(DecodeError) as exc:
-        decode_image(path, DecodeLimits(max_image_pixels=10**10))
+        _decode_image(path, in_memory, DecodeLimits(max_image_pixels=10**10))
     _assert_names(exc, path)
     assert "too large" in exc.value.reason
 
@@ -445,3 +468,21 @@ def test_text_over_size_limit_raises(tmp_path):
     _assert_names(exc, path)
     assert "11 bytes" in exc.value.reason
     assert read_text(path, DecodeLimits(max_text_bytes=11)) == "x" * 11
+
+
+def test_small_files_are_read_whole_and_big_ones_left_to_the_decoder(tmp_path):
+    path = tmp_path / "clip.bin"
+    path.write_bytes(bytes(range(256)) * 40)
+    assert read_small_file(path, 10_240) == bytes(range(256)) * 40
+    assert read_small_file(path, 10_239) is None
+    os.mkfifo(tmp_path / "pipe.wav")  # nobody writes to it: opening it must not wait
+    (tmp_path / "folder.wav").mkdir()
+    for name, reason in [("pipe.wav", "not a regular file"), ("folder.wav", "not a regular file"),
+                         ("gone.wav", "file does not exist")]:
+        with pytest.raises(DecodeError) as exc:
+            read_small_file(tmp_path / name, 1 << 20)
+        _assert_names(exc, tmp_path / name)
+        assert exc.value.reason == reason
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(DecodeError, match="file is empty"):
+        read_small_file(tmp_path / "empty.wav", 1 << 20)

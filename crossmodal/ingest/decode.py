@@ -51,15 +51,53 @@ def _check_file(path: Path) -> int:
 
 def read_small_file(path: str | Path, limit: int) -> bytes | None:
     """The whole content of a regular file of at most ``limit`` bytes, else None (too big: the
-    caller decodes from the path). Raises DecodeError for a missing, unreadable or empty file."""
+    caller decodes from the path). Raises DecodeError for a missing, unreadable, empty or
+    non-regular file. One open serves the checks and the read."""
     path = path if isinstance(path, Path) else Path(path)
-    if _check_file(path) > limit:
-        return None
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+    except FileNotFoundError:
+        raise DecodeError(path, "file does not exist") from None
     except OSError as exc:
         raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DecodeError(path, "not a regular file")
+        if st.st_size == 0:
+            raise DecodeError(path, "file is empty")
+        if st.st_size > limit:
+            return None
+        return _read_all(fd, st.st_size, limit)
+    except OSError as exc:
+        raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int, size: int, limit: int) -> bytes | None:
+    """A file's bytes from its descriptor: one read when it is the size fstat gave; a file
+    that grew since is read on to its end, or given up (None) once it passes ``limit``."""
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    total = len(data)
+    while chunk := os.read(fd, 1 << 20):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _first_frame(img: Image.Image, path: Path, limits: DecodeLimits) -> Image.Image:
+    if img.width * img.height > limits.max_image_pixels:
+        raise DecodeError(path, f"image is {img.width}x{img.height}, over the "
+                                f"{limits.max_image_pixels:,}-pixel limit")
+    img.seek(0)
+    img.load()
+    return img
 
 
 def decode_image(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: bytes | None = None) -> Image.Image:
@@ -74,14 +112,12 @@ def decode_image(path: str | Path, limits: DecodeLimits = DEFAULT_LIMITS, data: 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path if data is None else io.BytesIO(data)) as img:
-                if img.width * img.height > limits.max_image_pixels:
-                    raise DecodeError(path, f"image is {img.width}x{img.height}, over the "
-                                            f"{limits.max_image_pixels:,}-pixel limit")
-                img.seek(0)
-                img.load()
-                oriented = ImageOps.exif_transpose(img)
-                return oriented if oriented is not img else img.copy()
+            if data is not None:  # in memory: nothing to close, so a still image needs no copy
+                img = _first_frame(Image.open(io.BytesIO(data)), path, limits)
+                ImageOps.exif_transpose(img, in_place=True)
+                return img.copy() if getattr(img, "is_animated", False) else img
+            with Image.open(path) as img:
+                return ImageOps.exif_transpose(_first_frame(img, path, limits))
     except DecodeError:
         raise
     except UnidentifiedImageError:
