@@ -3,8 +3,10 @@ in order, and a file that crashes its worker costs only that file."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from crossmodal.catalog import Catalog
 from crossmodal.ingest import pipeline
 from crossmodal.ingest.pipeline import embed_stream
 from crossmodal.ingest.sources import Skip, discover
-from crossmodal.ingest.workers import fork_context
+from crossmodal.ingest.workers import OrderedProcessMap, fork_context
 from crossmodal.settings import IngestSettings
 
 pytestmark = pytest.mark.skipif(fork_context() is None, reason="needs fork")
@@ -92,3 +94,25 @@ def test_contents_already_catalogued_are_not_embedded_again(candidates, starter,
             again = {o.cand.uri: o for o in _outcomes(candidates, starter, workers, catalog)}
             assert again[first[0].cand.uri].item is None
             assert all(again[o.cand.uri].item is not None for o in first[1:])
+
+
+def _double(xs):
+    return [2 * x for x in xs]
+
+
+def _lost(x):
+    return None
+
+
+def test_workers_exit_on_their_own_after_the_last_chunk_and_at_once_when_stopped_early():
+    """A finished map does not wait for its idle workers (they exit while the indexer
+    publishes); a map abandoned part-way stops its workers before it returns."""
+    assert sum(OrderedProcessMap(_double, list(range(40)), 2, _lost).run(4), []) == [2 * x for x in range(40)]
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not multiprocessing.active_children()
+    stream = OrderedProcessMap(_double, list(range(40)), 2, _lost).run(4)
+    assert next(stream) == [0, 2, 4, 6]
+    stream.close()
+    assert not multiprocessing.active_children()

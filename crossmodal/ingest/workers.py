@@ -114,11 +114,13 @@ class OrderedProcessMap:
         ranges = ((start, min(start + chunk, len(self.items))) for start in range(0, len(self.items), chunk))
         pool = self._pool(self.workers)
         pending: deque[tuple[tuple[int, int], Future]] = deque()
+        finished = False
         try:
             while True:
                 while len(pending) < self.ahead * self.workers and (span := next(ranges, None)) is not None:
                     pending.append((span, pool.submit(_call_on_range, self.fn, *span)))
                 if not pending:
+                    finished = True
                     return
                 span, future = pending.popleft()
                 try:
@@ -130,7 +132,9 @@ class OrderedProcessMap:
                     pending = deque((s, pool.submit(_call_on_range, self.fn, *s)) for s, _ in pending)
                 yield results
         finally:
-            pool.shutdown(cancel_futures=True)
+            # Done: the idle workers exit while the caller goes on (waiting for them took 20 ms
+            # a run). Stopped early: wait, so none is left working on files the caller owns.
+            pool.shutdown(wait=not finished, cancel_futures=True)
 
     def _isolated(self, start: int, stop: int) -> list[R]:
         """Redo a chunk whose worker died, one item per process."""
