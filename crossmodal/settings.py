@@ -26,8 +26,8 @@ class IngestSettings:
     workers: int = -1
     """Worker processes that decode and embed whole batches, one torch thread each; 0 does
     everything in the indexing process; -1 (auto) means one per core, up to 8 (0 on one core,
-    or when the model is on a GPU). On this 2-core machine two workers index about 2,250
-    items/s against 1,820 in one process (scripts/bench_ingest.py --copies 8)."""
+    or when the model is on a GPU). On this 2-core machine two workers index about 2,370
+    items/s against 1,880 in one process (scripts/bench_ingest.py --copies 8)."""
     batch_size: int = 64
     """Items per model call and per catalog transaction (the unit a killed run can lose)."""
     text_max_chars: int = 800
