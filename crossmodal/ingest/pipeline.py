@@ -14,6 +14,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -192,13 +193,19 @@ def embed_workers(settings: IngestSettings, aligner: Aligner) -> int:
 _WORKER: dict = {}
 
 
+def read_only_uri(path: str) -> str:
+    """SQLite's URI for opening a database read-only, with the path percent-encoded: a folder
+    named ``a#b`` or ``why?`` must not cut the path short at the ``#`` or ``?``."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
 def _setup_worker(aligner: Aligner, settings: IngestSettings, weights: dict[str, float], catalog_path: str) -> None:
     """One torch thread per worker: OpenMP's thread pool does not survive fork (a forked child
     asking it for two threads hangs), and one process per core is the parallelism anyway."""
     import torch
 
     torch.set_num_threads(1)
-    catalog = sqlite3.connect(f"file:{catalog_path}?mode=ro", uri=True, timeout=30.0)
+    catalog = sqlite3.connect(read_only_uri(catalog_path), uri=True, timeout=30.0)
     _WORKER.update(aligner=aligner, settings=settings, weights=weights, catalog=catalog)
 
 
