@@ -85,8 +85,11 @@ def test_a_file_that_crashes_its_worker_is_the_only_one_lost(candidates, starter
     _same([o for o in got if o.cand.uri != victim.uri], [o for o in expected if o.cand.uri != victim.uri])
 
 
-def test_contents_already_catalogued_are_not_embedded_again(candidates, starter, tmp_path):
-    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+@pytest.mark.parametrize("folder", ["plain", "odd #1 ?x=%20 y"])
+def test_contents_already_catalogued_are_not_embedded_again(candidates, starter, tmp_path, folder):
+    """Workers open the catalog read-only by URI, whatever characters its path holds."""
+    (tmp_path / folder).mkdir()
+    with Catalog(tmp_path / folder / "catalog.sqlite") as catalog:
         first = [o for o in _outcomes(candidates, starter, 0, catalog) if not isinstance(o.item, Skip)]
         with catalog.transaction():
             catalog.add_item(first[0].item)
@@ -116,3 +119,21 @@ def test_workers_exit_on_their_own_after_the_last_chunk_and_at_once_when_stopped
     assert next(stream) == [0, 2, 4, 6]
     stream.close()
     assert not multiprocessing.active_children()
+
+
+def _die_on_5(xs):
+    if 5 in xs:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return list(xs)
+
+
+def test_a_worker_dying_while_the_caller_holds_results_costs_only_its_item():
+    """The pool can break between two hand-overs (a worker dies while the caller is storing
+    the previous chunk); the chunks not yet handed over are redone, not lost, and the run
+    goes on."""
+    stream = OrderedProcessMap(_die_on_5, list(range(40)), 1, _lost, ahead=2).run(4)
+    out = list(next(stream))
+    time.sleep(1.0)  # the worker reaches item 5 and dies while we hold the first chunk
+    for chunk in stream:
+        out += chunk
+    assert out == [x if x != 5 else None for x in range(40)]

@@ -113,28 +113,39 @@ class OrderedProcessMap:
         """Each chunk's results, in order; at most ``ahead`` chunks per worker in flight."""
         ranges = ((start, min(start + chunk, len(self.items))) for start in range(0, len(self.items), chunk))
         pool = self._pool(self.workers)
-        pending: deque[tuple[tuple[int, int], Future]] = deque()
+        pending: deque[tuple[tuple[int, int], Future | None]] = deque()
         finished = False
         try:
             while True:
                 while len(pending) < self.ahead * self.workers and (span := next(ranges, None)) is not None:
-                    pending.append((span, pool.submit(_call_on_range, self.fn, *span)))
+                    pending.append((span, self._submit(pool, span)))
                 if not pending:
                     finished = True
                     return
                 span, future = pending.popleft()
                 try:
+                    if future is None:
+                        raise BrokenProcessPool("the pool broke before this chunk was handed over")
                     results = future.result()
                 except BrokenProcessPool:
                     pool.shutdown(cancel_futures=True)
                     results = self._isolated(*span)
                     pool = self._pool(self.workers)
-                    pending = deque((s, pool.submit(_call_on_range, self.fn, *s)) for s, _ in pending)
+                    pending = deque((s, self._submit(pool, s)) for s, _ in pending)
                 yield results
         finally:
             # Done: the idle workers exit while the caller goes on (waiting for them took 20 ms
             # a run). Stopped early: wait, so none is left working on files the caller owns.
             pool.shutdown(wait=not finished, cancel_futures=True)
+
+    def _submit(self, pool: ProcessPoolExecutor, span: tuple[int, int]) -> Future | None:
+        """The chunk's future, or None when a worker died since the last look (while the
+        caller had the previous results) and the pool takes nothing more: the chunk is then
+        redone like one that was running when its worker died."""
+        try:
+            return pool.submit(_call_on_range, self.fn, *span)
+        except BrokenProcessPool:
+            return None
 
     def _isolated(self, start: int, stop: int) -> list[R]:
         """Redo a chunk whose worker died, one item per process."""
