@@ -4,8 +4,9 @@ Each step draws a batch from every modality (independently, so modalities of ver
 sizes can be mixed), embeds them through their towers (with augmentation), and sums the
 multi-positive InfoNCE over every pair of modalities, plus a weighted term within each
 modality. Backbones listed in ``freeze_backbones`` run once to cache their features, so only
-their heads train (fast on CPU). After every epoch the model is evaluated on the validation
-set and the best one by mean cross-modal mAP is saved.
+their heads train (fast on CPU). After every epoch the model (or, with ``weight_average_from``,
+the running average of its weights) is evaluated on the validation set and the best one by
+mean cross-modal mAP is saved.
 """
 
 from __future__ import annotations
