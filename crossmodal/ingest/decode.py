@@ -35,18 +35,27 @@ class DecodeLimits:
 DEFAULT_LIMITS = DecodeLimits()
 
 
-def _check_file(path: Path) -> int:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise DecodeError(path, "file does not exist") from None
-    except OSError as exc:
-        raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+def _unreadable(path: Path, exc: OSError) -> DecodeError:
+    if isinstance(exc, FileNotFoundError):
+        return DecodeError(path, "file does not exist")
+    return DecodeError(path, f"cannot read file ({exc.strerror or exc})")
+
+
+def _check_stat(path: Path, st: os.stat_result) -> int:
+    """The size of a non-empty regular file; DecodeError for anything else."""
     if not stat.S_ISREG(st.st_mode):
         raise DecodeError(path, "not a regular file")
     if st.st_size == 0:
         raise DecodeError(path, "file is empty")
     return st.st_size
+
+
+def _check_file(path: Path) -> int:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    return _check_stat(path, st)
 
 
 def read_small_file(path: str | Path, limit: int) -> bytes | None:
@@ -56,21 +65,13 @@ def read_small_file(path: str | Path, limit: int) -> bytes | None:
     path = path if isinstance(path, Path) else Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
-    except FileNotFoundError:
-        raise DecodeError(path, "file does not exist") from None
     except OSError as exc:
-        raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+        raise _unreadable(path, exc) from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise DecodeError(path, "not a regular file")
-        if st.st_size == 0:
-            raise DecodeError(path, "file is empty")
-        if st.st_size > limit:
-            return None
-        return _read_all(fd, st.st_size, limit)
+        size = _check_stat(path, os.fstat(fd))
+        return _read_all(fd, size, limit) if size <= limit else None
     except OSError as exc:
-        raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+        raise _unreadable(path, exc) from None
     finally:
         os.close(fd)
 

@@ -53,10 +53,10 @@ class Candidate:
     @property
     def modality(self) -> str:
         """The primary modality: what the item *is* (an image with a caption is an image)."""
-        media = self.media
-        if "image" in media:
-            return "image"
-        return "audio" if "audio" in media else self.modalities[0]
+        for modality in PRIMARY_ORDER:
+            if modality in self.media:
+                return modality
+        return self.modalities[0]
 
     @property
     def files(self) -> list[Path]:

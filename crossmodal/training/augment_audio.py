@@ -184,7 +184,7 @@ class FeatureAugment:
     def _stretch_time(self, spec: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.tempo == (1.0, 1.0) and self.cfg.tempo_jitter <= 0:
             return spec, frames
-        b, _, bins, t = spec.shape
+        _, _, bins, t = spec.shape
         pos, new_frames = self._tempo_grid(frames.cpu(), t)
         grid_x = (pos.to(spec.device, spec.dtype) / max(t - 1, 1)) * 2 - 1
         grid_y = torch.linspace(-1, 1, bins, device=spec.device, dtype=spec.dtype)
