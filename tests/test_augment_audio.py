@@ -133,3 +133,28 @@ def test_style_mix_gives_each_clip_statistics_between_its_own_and_anothers():
 def test_style_mix_is_off_by_default():
     x = torch.randn(4, 3, 5, 8)
     assert StyleMix(AudioAugmentCfg(), seed=0)(x, torch.full((4,), 8)) is x
+
+
+def _band_db(x: np.ndarray, lo: float, hi: float) -> float:
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / SR)
+    return float(10 * np.log10(spectrum[(freqs >= lo) & (freqs < hi)].sum() + 1e-12))
+
+
+def test_band_noise_fills_the_upper_band_at_the_asked_snr_and_leaves_the_low_band():
+    x = _tone(1.0, 300.0) + 0.05 * _tone(1.0, 3400.0)
+    cfg = AudioAugmentCfg(speed=(1.0, 1.0), gain_db=(0.0, 0.0), reverb_prob=0, lowpass_prob=0, highpass_prob=0,
+                          low_rate_prob=0, pad_seconds=(0.0, 0.0), noise_prob=0, clip_prob=0, band_noise_prob=1.0,
+                          band_noise_hz=(2000.0, 2000.0), band_snr_db=(0.0, 0.0))
+    y = augment_waveform(x, SR, cfg, np.random.default_rng(0))
+    added = y - x
+    assert abs(_band_db(added, 2500, 4000) - _band_db(x, 2500, 4000)) < 3.0, "about 0 dB SNR in the band"
+    assert _band_db(added, 0, 700) < _band_db(x, 0, 700) - 25, "well below the cutoff the band stays clean"
+
+
+def test_band_noise_is_off_by_default_and_then_draws_nothing():
+    x = _tone()
+    assert AudioAugmentCfg().band_noise_prob == 0
+    a = augment_waveform(x, SR, AudioAugmentCfg(), np.random.default_rng(5))
+    b = augment_waveform(x, SR, AudioAugmentCfg(band_noise_prob=0.0, band_snr_db=(1.0, 2.0)), np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
