@@ -450,3 +450,32 @@ def test_starter_training_script_end_to_end(data_dir: Path, tmp_path: Path) -> N
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["metrics"]["heldout"] == metrics["heldout"]
     assert saved["trained_on"]["holdout_speakers"] == ["alice"]
+
+
+@pytest.mark.slow
+def test_unseen_voice_probe_learns_the_digits_and_reports_the_held_out_voice(tmp_path: Path) -> None:
+    """Two "digits" that differ in pitch, three speakers: a few dozen steps learn them, and the
+    held-out speaker's clips (never trained on) are all scored."""
+    rec_dir = tmp_path / "data" / "fsdd" / "recordings"
+    rng = np.random.default_rng(0)
+    for speaker in ("alice", "bob", "carol"):
+        for digit, hz in (("3", 300.0), ("8", 1500.0)):
+            for index in range(5, 11):
+                t = np.arange(int(8000 * rng.uniform(0.3, 0.5))) / 8000.0
+                tone = 0.3 * np.sin(2 * np.pi * hz * rng.uniform(0.95, 1.05) * t)
+                rec_dir.mkdir(parents=True, exist_ok=True)
+                sf.write(rec_dir / f"{digit}_{speaker}_{index}.wav", tone, 8000, subtype="PCM_16")
+    done = run_script("probe_unseen_voice.py", "--data", str(tmp_path / "data"), "--holdout", "carol",
+                      "--steps", "40", "--batch", "16", "--threads", "1", "-q",
+                      "--audio-augment", '{"band_noise_prob": 0.3}', cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["holdout"] == "carol" and summary["clips"] == 12
+    assert summary["accuracy"] >= 0.9, summary
+
+    unknown = run_script("probe_unseen_voice.py", "--data", str(tmp_path / "data"), "--holdout", "zed",
+                         cwd=tmp_path)
+    assert unknown.returncode == 1 and "zed" in unknown.stderr
+    bad = run_script("probe_unseen_voice.py", "--data", str(tmp_path / "data"), "--holdout", "carol",
+                     "--audio-augment", '{"no_such_option": 1}', cwd=tmp_path)
+    assert bad.returncode == 2 and "--audio-augment" in bad.stderr
