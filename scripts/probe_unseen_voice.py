@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import replace
@@ -36,14 +35,15 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from crossmodal.aligner.audio_towers import AudioCnnBackbone, to_model_rate, trim_silence
+from crossmodal.aligner.audio_towers import AudioCnnBackbone, to_model_rate
 from crossmodal.aligner.config import AudioCnnCfg
 from crossmodal.aligner.registry import create_aligner
 from crossmodal.errors import CrossmodalError
 from crossmodal.ingest.decode import decode_audio
 from crossmodal.media import Waveform
-from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, augment_waveform
+from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, audio_training_view
 from crossmodal.training.digits_world import FSDD_TRAIN_INDEXES, fsdd_recordings, fsdd_speakers
+from crossmodal.training.trainer import warmup_cosine
 
 Clip = tuple[np.ndarray, int]
 
@@ -83,29 +83,14 @@ def train_probe(probe: DigitProbe, train: list[Clip], augment: AudioAugmentCfg, 
     cfg = probe.backbone.cfg
     rng = np.random.default_rng(seed)
     feature_augment = FeatureAugment(augment, seed)
-    window = int(cfg.window_seconds * cfg.sample_rate)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=0.05)
     warmup = min(100, steps // 5 + 1)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
     probe.train()
     for _ in tqdm(range(steps), desc="probe", unit="step", disable=not progress):
         picks = rng.choice(len(train), size=min(batch, len(train)), replace=False)
-        chunks, digits = [], []
-        for i in picks:
-            x = augment_waveform(train[i][0], cfg.sample_rate, augment, rng)
-            begin, end = trim_silence(x, cfg.sample_rate, cfg.trim_top_db)
-            x = x[begin:end]
-            if x.size > window:
-                offset = int(rng.integers(0, x.size - window + 1))
-                x = x[offset:offset + window]
-            chunks.append(x)
-            digits.append(train[i][1])
+        chunks = [audio_training_view(train[i][0], cfg, augment, rng) for i in picks]
+        digits = [train[i][1] for i in picks]
         waves, lengths = probe.backbone.collate(chunks)
         order = torch.argsort(lengths)
         logits = torch.cat([probe(waves[sel, :int(lengths[sel].max())], lengths[sel], feature_augment)

@@ -2,8 +2,8 @@
 
 Waveform level (per clip, numpy): speed (tempo and pitch together), reverberation,
 microphone band limits, a lower original sample rate, leading/trailing silence, a hiss floor
-over the upper band, background noise of several colours, gain and clipping. Feature level (per batch, torch): tempo
-warping along time (speaking rate, pitch unchanged), mel-axis warping (vocal-tract length), a
+over the upper band, background noise of several colours, gain and clipping. Feature level
+(per batch, torch): tempo warping along time (speaking rate, pitch unchanged), mel-axis warping (vocal-tract length), a
 random smooth equaliser curve over the mel bands (the colouring of a microphone, a room or a
 voice), and SpecAugment time/frequency masks.
 """
@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from scipy import signal
 from torch.nn import functional as F
+
+from crossmodal.aligner.audio_towers import trim_silence
+from crossmodal.aligner.config import AudioCnnCfg
 
 
 @dataclass
@@ -34,8 +37,8 @@ class AudioAugmentCfg:
     band_noise_prob: float = 0.0
     """Chance of a hiss floor above a random cutoff from ``band_noise_hz``, at an SNR from
     ``band_snr_db`` measured within that band. Some recordings bury the fricatives that tell
-    "six" from "eight" under such a floor (FSDD's nicolas: 0–10 dB above 2.5 kHz, where the
-    others have 20–30 dB), while broadband noise at the same overall level leaves that band
+    "six" from "eight" under such a floor (FSDD's nicolas: 0–10 dB above it from 2.5 kHz up,
+    where three of the other voices have 20–30 dB), while broadband noise at the same overall level leaves that band
     clean. Off by default: at 0.4, leaving one speaker out, nicolas went from 0.866 / 0.882 to
     0.834 / 0.870 and jackson from 0.892 / 0.906 to 0.888 / 0.898 (audio→image / audio→text
     recall@1)."""
@@ -126,6 +129,21 @@ def augment_waveform(x: np.ndarray, sr: int, cfg: AudioAugmentCfg, rng: np.rando
         limit = np.abs(x).max() * rng.uniform(0.3, 0.8)
         x = np.clip(x, -limit, limit)
     return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+def audio_training_view(x: np.ndarray, cfg: AudioCnnCfg, augment: AudioAugmentCfg | None,
+                        rng: np.random.Generator) -> np.ndarray:
+    """What the audio tower trains on from one clip: perturbed (unless ``augment`` is None),
+    trimmed of silence as inference trims it, and cut to one random model window if longer."""
+    if augment is not None:
+        x = augment_waveform(x, cfg.sample_rate, augment, rng)
+    begin, end = trim_silence(x, cfg.sample_rate, cfg.trim_top_db)
+    x = x[begin:end]
+    window = int(cfg.window_seconds * cfg.sample_rate)
+    if x.size > window:
+        offset = int(rng.integers(0, x.size - window + 1))
+        x = x[offset:offset + window]
+    return x
 
 
 class StyleMix:

@@ -29,14 +29,13 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from crossmodal.aligner.audio_towers import trim_silence
 from crossmodal.aligner.checkpoint import save_aligner
 from crossmodal.aligner.image_towers import DigitCnnBackbone
 from crossmodal.aligner.model import Aligner
 from crossmodal.errors import ConfigError
 from crossmodal.evaluation.metrics import CROSS_MODAL_DIRECTIONS, all_directions, mean_cross_modal_map
 from crossmodal.media import Waveform
-from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, StyleMix, augment_waveform
+from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, StyleMix, audio_training_view
 from crossmodal.training.augment_image import ImageAugment, ImageAugmentCfg
 from crossmodal.training.augment_text import augment_text
 from crossmodal.training.data import Dataset, ModalityData
@@ -157,19 +156,8 @@ class _Batches:
     def audio(self, data: ModalityData, idx: np.ndarray, train: bool) -> tuple:
         backbone = self.aligner.tower("audio").backbone
         acfg = backbone.cfg
-        window = int(acfg.window_seconds * acfg.sample_rate)
-        chunks = []
-        for i in idx:
-            x = data.inputs[i]
-            if train and self.cfg.augment:
-                x = augment_waveform(x, acfg.sample_rate, self.cfg.audio_augment, self.rng)
-            begin, end = trim_silence(x, acfg.sample_rate, acfg.trim_top_db)
-            x = x[begin:end]
-            if x.size > window:
-                offset = int(self.rng.integers(0, x.size - window + 1))
-                x = x[offset:offset + window]
-            chunks.append(x)
-        return backbone.collate(chunks)
+        augment = self.cfg.audio_augment if train and self.cfg.augment else None
+        return backbone.collate([audio_training_view(data.inputs[i], acfg, augment, self.rng) for i in idx])
 
     def audio_buckets(self, data: ModalityData, idx: np.ndarray, train: bool,
                       bucket: int = 32) -> tuple[list[tuple], np.ndarray]:
@@ -321,7 +309,8 @@ class _WeightAverage:
         self.model.eval()
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor: linear warm-up, then a cosine down to 0 at ``total`` steps."""
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -359,7 +348,7 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
     if adversary is not None:
         groups_of_params.append({"params": list(adversary.parameters()), "weight_decay": cfg.weight_decay})
     optimizer = torch.optim.AdamW(groups_of_params, lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, cfg.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, cfg.warmup_steps))
     average = _WeightAverage(aligner) if 0 < cfg.weight_average_from < 1 else None
     average_from = int(cfg.weight_average_from * total)
     rng = np.random.default_rng(cfg.seed)
