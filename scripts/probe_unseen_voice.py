@@ -8,11 +8,11 @@ audio backbone, with a cosine classifier over the ten digits, on the other speak
 training takes (5-49) with the recipe's augmentation, then classifies every recording of the
 held-out speaker through the inference path (silence trimmed, windows averaged).
 
-It shows the full run's failures: jackson's "two" heard as "zero" (31 and 35 of 50 over two
-seeds; 22 in the full run), nicolas's "three" as "two" and "six". Its accuracy, 0.880 / 0.872
-for jackson and 0.880 / 0.856 for nicolas (seeds 0 / 1), is near the full run's audio->text
-recall@1 (0.906 and 0.882), but one probe moves by 1-3 points with the seed: a change has to
-win by more than that, on more than one seed, before a full run is worth its 17 minutes.
+It shows the full run's failures: jackson's "two" heard as "zero" (28 and 31 of 50 over two
+seeds; 22 in the full run), nicolas's "three" as "two" and "six". Its accuracy, 0.888 / 0.894
+for jackson and 0.874 / 0.890 for nicolas (seeds 0 / 1), is near the full run's audio->text
+recall@1 (0.906 and 0.882), but one probe moves by up to 3 points with the seed: a change has
+to win by more than that, on more than one seed, before a full run is worth its 17 minutes.
 
     python scripts/probe_unseen_voice.py --data ../shared/data --holdout nicolas \\
         --audio-augment '{"band_noise_prob": 0.4}'
@@ -43,7 +43,7 @@ from crossmodal.ingest.decode import decode_audio
 from crossmodal.media import Waveform
 from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, audio_training_view
 from crossmodal.training.digits_world import FSDD_TRAIN_INDEXES, fsdd_recordings, fsdd_speakers
-from crossmodal.training.trainer import warmup_cosine
+from crossmodal.training.trainer import length_buckets, warmup_cosine
 
 Clip = tuple[np.ndarray, int]
 
@@ -55,11 +55,10 @@ def load_clips(data: Path, holdout: str, sample_rate: int) -> tuple[list[Clip], 
         raise CrossmodalError(f"--holdout {holdout!r}: FSDD speakers are {fsdd_speakers(recs)}")
     train, test = [], []
     for rec in recs:
+        if rec.speaker != holdout and rec.index not in FSDD_TRAIN_INDEXES:
+            continue
         clip = (to_model_rate(decode_audio(rec.path), sample_rate, str(rec.path)), int(rec.digit))
-        if rec.speaker == holdout:
-            test.append(clip)
-        elif rec.index in FSDD_TRAIN_INDEXES:
-            train.append(clip)
+        (test if rec.speaker == holdout else train).append(clip)
     return train, test
 
 
@@ -91,10 +90,8 @@ def train_probe(probe: DigitProbe, train: list[Clip], augment: AudioAugmentCfg, 
         picks = rng.choice(len(train), size=min(batch, len(train)), replace=False)
         chunks = [audio_training_view(train[i][0], cfg, augment, rng) for i in picks]
         digits = [train[i][1] for i in picks]
-        waves, lengths = probe.backbone.collate(chunks)
-        order = torch.argsort(lengths)
-        logits = torch.cat([probe(waves[sel, :int(lengths[sel].max())], lengths[sel], feature_augment)
-                            for sel in order.split(32)])
+        buckets, order = length_buckets(*probe.backbone.collate(chunks))
+        logits = torch.cat([probe(waves, lengths, feature_augment) for waves, lengths in buckets])
         loss = F.cross_entropy(logits, torch.tensor(digits)[order])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -3,9 +3,9 @@
 Waveform level (per clip, numpy): speed (tempo and pitch together), reverberation,
 microphone band limits, a lower original sample rate, leading/trailing silence, a hiss floor
 over the upper band, background noise of several colours, gain and clipping. Feature level
-(per batch, torch): tempo warping along time (speaking rate, pitch unchanged), mel-axis warping (vocal-tract length), a
-random smooth equaliser curve over the mel bands (the colouring of a microphone, a room or a
-voice), and SpecAugment time/frequency masks.
+(per batch, torch): tempo warping along time (speaking rate, pitch unchanged), mel-axis
+warping (vocal-tract length), a random smooth equaliser curve over the mel bands (the
+colouring of a microphone, a room or a voice), and SpecAugment time/frequency masks.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class AudioAugmentCfg:
     """Chance of a hiss floor above a random cutoff from ``band_noise_hz``, at an SNR from
     ``band_snr_db`` measured within that band. Some recordings bury the fricatives that tell
     "six" from "eight" under such a floor (FSDD's nicolas: 0–10 dB above it from 2.5 kHz up,
-    where three of the other voices have 20–30 dB), while broadband noise at the same overall level leaves that band
-    clean. Off by default: at 0.4, leaving one speaker out, nicolas went from 0.866 / 0.882 to
+    where three of the other voices have 20–30 dB), while broadband noise at the same overall
+    level leaves that band clean. Off by default: at 0.4, leaving one speaker out, nicolas went from 0.866 / 0.882 to
     0.834 / 0.870 and jackson from 0.892 / 0.906 to 0.888 / 0.898 (audio→image / audio→text
     recall@1)."""
     band_noise_hz: tuple[float, float] = (1200.0, 3000.0)

@@ -125,6 +125,17 @@ class _Sampler:
         return np.concatenate(out)
 
 
+def length_buckets(waves: torch.Tensor, lengths: torch.Tensor, bucket: int = 32
+                   ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """A padded audio batch as length-sorted buckets cut to their longest clip (padding costs
+    compute), and the order that sorted it."""
+    order = torch.argsort(lengths, stable=True)
+    groups = []
+    for sel in order.split(bucket):
+        groups.append((waves[sel, :int(lengths[sel].max())], lengths[sel]))
+    return groups, order
+
+
 class _Batches:
     """Turns item indices into model inputs, augmenting them when training."""
 
@@ -162,13 +173,7 @@ class _Batches:
     def audio_buckets(self, data: ModalityData, idx: np.ndarray, train: bool,
                       bucket: int = 32) -> tuple[list[tuple], np.ndarray]:
         """Audio inputs in length-sorted buckets (padding costs compute), and the reordered indices."""
-        waves, lengths = self.audio(data, idx, train)
-        order = torch.argsort(lengths, stable=True)
-        groups = []
-        for start in range(0, len(order), bucket):
-            sel = order[start:start + bucket]
-            longest = int(lengths[sel].max())
-            groups.append((waves[sel, :longest], lengths[sel]))
+        groups, order = length_buckets(*self.audio(data, idx, train), bucket)
         return groups, idx[order.numpy()]
 
 
