@@ -129,15 +129,15 @@ def _initial_aligner(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from crossmodal.evaluation.manifest_eval import holdout_split
-    from crossmodal.manifest import read_manifest
+    from crossmodal.ingest.item_list import read_item_list
     from crossmodal.training.data import IdTable, load_dataset
     from crossmodal.training.trainer import seed_everything, train
 
     cfg = _train_cfg(args)
     seed_everything(args.seed)
-    items = read_manifest(args.manifest)
+    items = read_item_list(args.manifest)
     if args.val:
-        train_items, val_items = items, read_manifest(args.val)
+        train_items, val_items = items, read_item_list(args.val)
     else:
         train_items, val_items = holdout_split(items, args.val_fraction, args.seed)
     aligner = _initial_aligner(args)
@@ -168,13 +168,13 @@ def _print_metrics(metrics: dict[str, dict[str, Any]]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from crossmodal.manifest import read_manifest
+    from crossmodal.ingest.item_list import read_item_list
 
     if args.folds:
         from crossmodal.aligner.registry import read_aligner_config
         from crossmodal.evaluation.manifest_eval import cross_validate
 
-        summary = cross_validate(read_manifest(args.manifest), read_aligner_config(args.config), _train_cfg(args),
+        summary = cross_validate(read_item_list(args.manifest), read_aligner_config(args.config), _train_cfg(args),
                                  args.folds, args.out, progress=not args.quiet)
         if args.json:
             _emit_json(summary)

@@ -13,8 +13,8 @@ class ConfigError(CrossmodalError):
     """A configuration file or value is missing, unknown or inconsistent."""
 
 
-class ManifestError(CrossmodalError):
-    """A JSONL manifest line is malformed; the message names the file and line."""
+class ItemListError(CrossmodalError):
+    """A line of a JSONL item list is malformed; the message names the file and line."""
 
     def __init__(self, path: str | Path, line: int, reason: str) -> None:
         self.path = str(path)

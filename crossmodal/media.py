@@ -1,10 +1,13 @@
-"""Decoded media values passed from ingest to the aligner."""
+"""The modalities, and decoded media values passed from ingest to the aligner."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+MODALITIES: tuple[str, ...] = ("text", "image", "audio")
+"""Every modality crossmodal embeds, in the order used wherever modalities are listed."""
 
 
 @dataclass(frozen=True)

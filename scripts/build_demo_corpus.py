@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crossmodal.errors import CrossmodalError
-from crossmodal.manifest import write_manifest
+from crossmodal.ingest.item_list import write_item_list
 from crossmodal.training.digits_world import (
     DIGIT_WORDS,
     FSDD_TEST_INDEXES,
@@ -183,7 +183,7 @@ def build(data_dir: Path, out: Path) -> dict:
     rows = image_rows + audio_rows + text_rows + caption_rows
     _remove_stale(out, {row["path"] for row in image_rows + audio_rows}
                   | {row["meta"]["file"] for row in text_rows})
-    write_manifest(out / "manifest.jsonl", rows)
+    write_item_list(out / "manifest.jsonl", rows)
     (out / "ATTRIBUTION.md").write_text(ATTRIBUTION.format(
         n_audio=len(audio_rows), n_images=len(image_rows), per_digit=IMAGES_PER_DIGIT,
         n_text=len(text_rows), n_captions=len(caption_rows)), encoding="utf-8")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.errors import ConfigError
-from crossmodal.manifest import read_manifest
+from crossmodal.ingest.item_list import read_item_list
 from crossmodal.training.digits_world import captions
 from crossmodal.training.tts_voices import write_tts_manifest
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pool == "eval":
         galleries = [{"modality": "text", "text": text, "label": label} for text, label in captions("heldout")]
         galleries += [{"modality": "image", "path": str(it.path.resolve()), "label": it.label}
-                      for it in read_manifest(CORPUS_DIR / "manifest.jsonl") if it.modality == "image"]
+                      for it in read_item_list(CORPUS_DIR / "manifest.jsonl") if it.modality == "image"]
     def progress(clips):
         return tqdm(clips, total=10 * args.voices, desc="synthesising", unit="clip")
 

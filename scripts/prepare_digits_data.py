@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crossmodal.errors import CrossmodalError
-from crossmodal.manifest import read_manifest
+from crossmodal.ingest.item_list import read_item_list
 from crossmodal.training.digits_world import write_digits_manifests
 
 
@@ -42,7 +42,7 @@ def summarise(paths: dict[str, Path]) -> dict:
     """Count items per modality in each manifest, read back so the summary reflects the files."""
     summary: dict[str, dict] = {}
     for name, path in paths.items():
-        counts = Counter(item.modality for item in read_manifest(path))
+        counts = Counter(item.modality for item in read_item_list(path))
         summary[name] = {"path": str(path), "items": sum(counts.values()),
                          "by_modality": dict(sorted(counts.items()))}
     return summary

@@ -20,7 +20,7 @@ import soundfile as sf
 from PIL import Image
 
 from crossmodal.errors import ConfigError, DecodeError
-from crossmodal.manifest import read_manifest
+from crossmodal.ingest.item_list import read_item_list
 from crossmodal.training.digits_world import (
     DIGIT_WORDS,
     HELDOUT_TEMPLATES,
@@ -290,7 +290,7 @@ def test_write_digits_manifests_splits_and_counts(data_dir: Path, tmp_path: Path
     assert set(paths) == {"train", "eval", "holdout_bob"}
     assert paths["train"] == out / "train.jsonl"
 
-    train = by_modality(read_manifest(paths["train"]))
+    train = by_modality(read_item_list(paths["train"]))
     assert len(train["image"]) == 12
     assert len(train["text"]) == len(captions("train"))
     assert {(a.meta["speaker"], a.meta["index"]) for a in train["audio"]} == {
@@ -298,14 +298,14 @@ def test_write_digits_manifests_splits_and_counts(data_dir: Path, tmp_path: Path
     assert len(train["audio"]) == 4
     assert {t.text for t in train["text"]} == {text for text, _ in captions("train")}
 
-    evaluation = by_modality(read_manifest(paths["eval"]))
+    evaluation = by_modality(read_item_list(paths["eval"]))
     assert len(evaluation["image"]) == 7
     assert len(evaluation["audio"]) == 8  # index 0-4 of both speakers, held out or not
     assert {a.meta["index"] for a in evaluation["audio"]} == {0, 4}
     assert {a.meta["speaker"] for a in evaluation["audio"]} == {"alice", "bob"}
     assert len(evaluation["text"]) == len(captions("heldout"))
 
-    holdout = by_modality(read_manifest(paths["holdout_bob"]))
+    holdout = by_modality(read_item_list(paths["holdout_bob"]))
     assert len(holdout["audio"]) == 8
     assert {a.meta["speaker"] for a in holdout["audio"]} == {"bob"}
     assert {a.meta["index"] for a in holdout["audio"]} == set(FAKE_INDEXES)
@@ -332,7 +332,7 @@ def test_manifest_paths_and_png_contents(data_dir: Path, tmp_path: Path) -> None
     assert image_rows[0]["path"] == "mnist/t10k/00000_0.png"
 
     images, labels = load_mnist(data_dir / "mnist", "t10k")
-    items = [i for i in read_manifest(paths["eval"]) if i.modality == "image"]
+    items = [i for i in read_item_list(paths["eval"]) if i.modality == "image"]
     for index, item in enumerate(items):
         assert item.label == str(labels[index])
         with Image.open(item.path) as img:
@@ -357,10 +357,10 @@ def test_rerun_keeps_existing_pngs_and_replaces_wrong_ones(data_dir: Path, tmp_p
 def test_limits_and_bad_arguments(data_dir: Path, tmp_path: Path) -> None:
     paths = write_digits_manifests(data_dir, tmp_path / "out", mnist_train_limit=5,
                                    mnist_test_limit=3)
-    assert len(by_modality(read_manifest(paths["train"]))["image"]) == 5
-    assert len(by_modality(read_manifest(paths["eval"]))["image"]) == 3
+    assert len(by_modality(read_item_list(paths["train"]))["image"]) == 5
+    assert len(by_modality(read_item_list(paths["eval"]))["image"]) == 3
     # with no holdout, every speaker's training takes are in train.jsonl
-    assert len(by_modality(read_manifest(paths["train"]))["audio"]) == 8
+    assert len(by_modality(read_item_list(paths["train"]))["audio"]) == 8
 
     with pytest.raises(ConfigError, match="carol"):
         write_digits_manifests(data_dir, tmp_path / "out2", holdout_speakers=["carol"])
@@ -409,7 +409,7 @@ def test_build_demo_corpus_script(tmp_path: Path) -> None:
     done = run_script("build_demo_corpus.py", "--data", str(data), "--out", str(out),
                       cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    items = by_modality(read_manifest(out / "manifest.jsonl"))
+    items = by_modality(read_item_list(out / "manifest.jsonl"))
     assert len(items["image"]) == 300
     assert sorted(p.name for p in (out / "audio").iterdir()) == ["2_alice_0.wav",
                                                                  "2_alice_4.wav"]
@@ -423,7 +423,7 @@ def test_shipped_demo_corpus_is_consistent() -> None:
         pytest.skip("demo corpus not built in this checkout")
     total = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
     assert total <= 15 * 1024 * 1024
-    items = by_modality(read_manifest(corpus / "manifest.jsonl"))
+    items = by_modality(read_item_list(corpus / "manifest.jsonl"))
     assert len(items["image"]) == 300 and len(items["audio"]) == 300
     assert all(item.path.is_file() for item in items["image"] + items["audio"])
     for modality in ("image", "audio", "text"):

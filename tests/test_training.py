@@ -11,7 +11,7 @@ import torch
 from crossmodal.aligner import AlignerCfg, create_aligner, load_aligner
 from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.evaluation.manifest_eval import holdout_split
-from crossmodal.manifest import read_manifest
+from crossmodal.ingest.item_list import read_item_list
 from crossmodal.training.data import IdTable, load_dataset
 from crossmodal.training.trainer import (
     TrainCfg,
@@ -36,7 +36,7 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def corpus_split():
-    items = read_manifest(CORPUS_DIR / "manifest.jsonl")
+    items = read_item_list(CORPUS_DIR / "manifest.jsonl")
     return holdout_split(items, 0.5, seed=0)
 
 

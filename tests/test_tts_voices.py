@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crossmodal.ingest.decode import decode_audio
-from crossmodal.manifest import read_manifest
+from crossmodal.ingest.item_list import read_item_list
 from crossmodal.training.tts_voices import draw_voices, installed_engines, write_tts_manifest
 
 ENGINES = installed_engines()
@@ -24,7 +24,7 @@ def test_train_and_eval_pools_never_share_a_voice():
 
 def test_each_voice_says_every_digit_into_a_decodable_labelled_clip(tmp_path):
     path, count = write_tts_manifest(tmp_path / "tts", "eval", voices=2, seed=3)
-    items = read_manifest(path)
+    items = read_item_list(path)
     assert count == len(items) == 20
     assert sorted(it.label for it in items) == sorted([str(d) for d in range(10)] * 2)
     for it in items:

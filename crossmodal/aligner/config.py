@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crossmodal.errors import ConfigError
-from crossmodal.manifest import MODALITIES
+from crossmodal.media import MODALITIES
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 from crossmodal.aligner.config import AlignerCfg
 from crossmodal.aligner.model import Aligner
 from crossmodal.evaluation.metrics import ALL_DIRECTIONS
-from crossmodal.manifest import ManifestItem, read_manifest
+from crossmodal.ingest.item_list import ListItem, read_item_list
 from crossmodal.training.data import IdTable, load_dataset
 from crossmodal.training.trainer import TrainCfg, evaluate_dataset, seed_everything, train
 
@@ -27,7 +27,7 @@ class EvalReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def evaluate_items(items: Sequence[ManifestItem], aligner: Aligner, directions: list[str] | None = None,
+def evaluate_items(items: Sequence[ListItem], aligner: Aligner, directions: list[str] | None = None,
                    progress: bool = True) -> EvalReport:
     """Every item queries the gallery of every modality; relevant means same label."""
     unlabelled = sum(1 for it in items if it.label is None)
@@ -39,14 +39,14 @@ def evaluate_items(items: Sequence[ManifestItem], aligner: Aligner, directions: 
 
 def evaluate_manifest(manifest: str | Path, aligner: Aligner, directions: list[str] | None = None,
                       progress: bool = True) -> EvalReport:
-    return evaluate_items(read_manifest(manifest), aligner, directions, progress)
+    return evaluate_items(read_item_list(manifest), aligner, directions, progress)
 
 
-def _unit_key(item: ManifestItem, position: int) -> str:
+def _unit_key(item: ListItem, position: int) -> str:
     return f"g:{item.group}" if item.group is not None else f"i:{position}"
 
 
-def split_units(items: Sequence[ManifestItem], folds: int, seed: int) -> list[int]:
+def split_units(items: Sequence[ListItem], folds: int, seed: int) -> list[int]:
     """Fold number per item: groups never straddle folds, each modality spreads evenly."""
     rng = np.random.default_rng(seed)
     units: dict[str, list[int]] = {}
@@ -66,8 +66,8 @@ def split_units(items: Sequence[ManifestItem], folds: int, seed: int) -> list[in
     return assignment
 
 
-def holdout_split(items: Sequence[ManifestItem], fraction: float, seed: int
-                  ) -> tuple[list[ManifestItem], list[ManifestItem]]:
+def holdout_split(items: Sequence[ListItem], fraction: float, seed: int
+                  ) -> tuple[list[ListItem], list[ListItem]]:
     """A group-aware random split for validation during training."""
     if fraction <= 0:
         return list(items), []
@@ -78,7 +78,7 @@ def holdout_split(items: Sequence[ManifestItem], fraction: float, seed: int
     return train_items, val_items
 
 
-def cross_validate(items: Sequence[ManifestItem], aligner_cfg: AlignerCfg, train_cfg: TrainCfg, folds: int,
+def cross_validate(items: Sequence[ListItem], aligner_cfg: AlignerCfg, train_cfg: TrainCfg, folds: int,
                    out_dir: str | Path, val_fraction: float = 0.1, progress: bool = True) -> dict[str, Any]:
     """K-fold training and evaluation; per direction and metric, the mean, spread and fold values."""
     if folds < 2:

@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from crossmodal.manifest import MODALITIES
+from crossmodal.media import MODALITIES
 
 KS = (1, 5, 10)
 

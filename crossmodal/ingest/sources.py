@@ -15,9 +15,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crossmodal.errors import DecodeError, ManifestError
+from crossmodal.errors import DecodeError, ItemListError
+from crossmodal.ingest.item_list import parse_item_list_line
 from crossmodal.ingest.sniff import sniff_file
-from crossmodal.manifest import MODALITIES, parse_manifest_line
+from crossmodal.media import MODALITIES
 
 MANIFEST_SUFFIXES = frozenset({".jsonl"})
 CAPTION_SUFFIX = ".txt"
@@ -171,11 +172,11 @@ def _manifest_candidates(manifest: Path, skipped: list[Skip]) -> list[Candidate]
                 raw = raw_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
                 if not raw.strip():
                     continue
-                items = parse_manifest_line(raw, manifest, number)
+                items = parse_item_list_line(raw, manifest, number)
             except UnicodeDecodeError:
                 skipped.append(Skip(f"{manifest}:{number}", "line is not UTF-8 text"))
                 continue
-            except ManifestError as exc:
+            except ItemListError as exc:
                 skipped.append(Skip(f"{manifest}:{number}", exc.reason))
                 continue
             cand = Candidate(uri=f"{manifest}#L{number}", source=str(manifest))

@@ -21,7 +21,8 @@ from crossmodal.aligner.image_towers import DigitCnnBackbone, ink_centred
 from crossmodal.aligner.model import Aligner
 from crossmodal.errors import DecodeError
 from crossmodal.ingest.decode import decode_audio, decode_image
-from crossmodal.manifest import MODALITIES, ManifestItem
+from crossmodal.ingest.item_list import ListItem
+from crossmodal.media import MODALITIES
 
 LOG = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class IdTable:
         return self.ids.setdefault(value, len(self.ids))
 
 
-def _decode_image_input(aligner: Aligner, item: ManifestItem) -> torch.Tensor | np.ndarray:
+def _decode_image_input(aligner: Aligner, item: ListItem) -> torch.Tensor | np.ndarray:
     backbone = aligner.tower("image").backbone
     img = decode_image(item.path)
     if isinstance(backbone, DigitCnnBackbone):
@@ -73,7 +74,7 @@ def _decode_image_input(aligner: Aligner, item: ManifestItem) -> torch.Tensor | 
     return aligner.preprocess_image(img)
 
 
-def load_dataset(items: Sequence[ManifestItem], aligner: Aligner, labels: IdTable | None = None,
+def load_dataset(items: Sequence[ListItem], aligner: Aligner, labels: IdTable | None = None,
                  groups: IdTable | None = None, progress: bool = True) -> Dataset:
     """Decode every item the aligner has a tower for; skip and report undecodable ones."""
     labels = labels or IdTable()

@@ -16,7 +16,7 @@ from crossmodal.aligner.checkpoint import read_checkpoint_config, save_aligner
 from crossmodal.aligner.registry import create_aligner, load_aligner
 from crossmodal.evaluation.manifest_eval import evaluate_manifest, holdout_split
 from crossmodal.evaluation.metrics import ALL_DIRECTIONS
-from crossmodal.manifest import read_manifest
+from crossmodal.ingest.item_list import read_item_list
 from crossmodal.training.data import IdTable, load_dataset
 from crossmodal.training.digits_world import write_digits_manifests
 from crossmodal.training.trainer import TrainCfg, seed_everything, train
@@ -37,10 +37,10 @@ def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cf
     started = time.time()
     manifests = write_digits_manifests(data_dir, work_dir, holdout_speakers, mnist_train_limit=mnist_train_limit,
                                        typeset_per_digit=typeset_per_digit, seed=train_cfg.seed)
-    items = read_manifest(manifests["train"])
+    items = read_item_list(manifests["train"])
     if tts_voices > 0:
         tts_manifest, _ = write_tts_manifest(Path(work_dir) / "tts-train", "train", tts_voices, train_cfg.seed)
-        items += read_manifest(tts_manifest)
+        items += read_item_list(tts_manifest)
     fit_items, val_items = holdout_split(items, val_fraction, train_cfg.seed)
     seed_everything(train_cfg.seed)
     aligner = create_aligner(config)

@@ -2,7 +2,7 @@
 
 MNIST and the Free Spoken Digit Dataset share their ten classes, so a handwritten 7, a
 recording of someone saying "seven" and the text "seven" all belong together. This module
-turns the raw downloads into JSONL manifests (see `crossmodal.manifest`) that the trainer and
+turns the raw downloads into JSONL manifests (see `crossmodal.ingest.item_list`) that the trainer and
 the evaluator read, keeping the official train/test splits apart and optionally holding out
 whole speakers to measure generalisation to unseen voices.
 """
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from crossmodal.errors import ConfigError, DecodeError
-from crossmodal.manifest import write_manifest
+from crossmodal.ingest.item_list import write_item_list
 
 LOG = logging.getLogger(__name__)
 
@@ -457,7 +457,7 @@ def write_digits_manifests(
     paths: dict[str, Path] = {}
     for name, rows in manifests.items():
         path = out_dir / f"{name}.jsonl"
-        count = write_manifest(path, rows)
+        count = write_item_list(path, rows)
         LOG.info("wrote %s (%d items)", path, count)
         paths[name] = path
     return paths

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from crossmodal.errors import ConfigError
-from crossmodal.manifest import write_manifest
+from crossmodal.ingest.item_list import write_item_list
 from crossmodal.training.digits_world import DIGIT_WORDS
 
 LOG = logging.getLogger(__name__)
@@ -197,4 +197,4 @@ def write_tts_manifest(out_dir: Path, pool: str, voices: int, seed: int, extra_r
     if not rows:
         raise ConfigError(f"every synthesis failed for the {pool} pool; see the warnings above")
     path = Path(out_dir) / "manifest.jsonl"
-    return path, write_manifest(path, [*rows, *extra_rows])
+    return path, write_item_list(path, [*rows, *extra_rows])

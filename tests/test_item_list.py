@@ -1,4 +1,4 @@
-"""JSONL manifests: item and pair lines, path resolution, and ManifestError naming file:line."""
+"""JSONL manifests: item and pair lines, path resolution, and ItemListError naming file:line."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from crossmodal.errors import CrossmodalError, ManifestError
-from crossmodal.manifest import (
+from crossmodal.errors import CrossmodalError, ItemListError
+from crossmodal.ingest.item_list import (
     MODALITIES,
-    ManifestItem,
-    iter_manifest,
-    parse_manifest_line,
-    read_manifest,
-    write_manifest,
+    ListItem,
+    iter_item_list,
+    parse_item_list_line,
+    read_item_list,
+    write_item_list,
 )
 
 
@@ -24,7 +24,7 @@ def _write(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def _by_modality(items: list[ManifestItem]) -> dict[str, ManifestItem]:
+def _by_modality(items: list[ListItem]) -> dict[str, ListItem]:
     out = {item.modality: item for item in items}
     assert len(out) == len(items)
     return out
@@ -36,19 +36,19 @@ def test_item_lines(tmp_path):
         json.dumps({"modality": "audio", "path": "snd/a.wav", "label": "cat", "meta": {"speaker": "bob"}}),
         json.dumps({"modality": "text", "text": "a small cat", "id": "t1"}),
     ])
-    image, audio, text = read_manifest(path)
-    assert image == ManifestItem("image", path=tmp_path / "img" / "a.png", label="cat", group="g1")
+    image, audio, text = read_item_list(path)
+    assert image == ListItem("image", path=tmp_path / "img" / "a.png", label="cat", group="g1")
     assert audio.modality == "audio"
     assert audio.path == tmp_path / "snd" / "a.wav"
     assert audio.label == "cat" and audio.group is None
     assert audio.meta == {"speaker": "bob"}
-    assert text == ManifestItem("text", text="a small cat")
+    assert text == ListItem("text", text="a small cat")
     assert text.path is None and text.label is None and text.group is None and text.meta == {}
 
 
 def test_source_names_the_item():
-    assert ManifestItem("image", path=Path("/d/a.png")).source == "/d/a.png"
-    assert ManifestItem("text", text="x" * 50).source == f"text {'x' * 40!r}"
+    assert ListItem("image", path=Path("/d/a.png")).source == "/d/a.png"
+    assert ListItem("text", text="x" * 50).source == f"text {'x' * 40!r}"
 
 
 def test_pair_line_gives_items_sharing_an_auto_group(tmp_path):
@@ -56,7 +56,7 @@ def test_pair_line_gives_items_sharing_an_auto_group(tmp_path):
         json.dumps({"image": "a.png", "text": "a cat", "audio": "a.wav", "label": "cat"}),
         json.dumps({"image": "b.png", "text": "a dog", "label": "dog"}),
     ])
-    items = read_manifest(path)
+    items = read_item_list(path)
     assert len(items) == 5
     first, second = _by_modality(items[:3]), _by_modality(items[3:])
     assert set(first) == set(MODALITIES)
@@ -77,14 +77,14 @@ def test_pair_line_keeps_explicit_group(tmp_path):
         json.dumps({"image": "a.png", "text": "a cat", "group": "shot-17", "meta": {"k": 1}}),
         json.dumps({"image": "b.png", "text": "another cat", "group": "shot-17"}),
     ])
-    items = read_manifest(path)
+    items = read_item_list(path)
     assert [item.group for item in items] == ["shot-17"] * 4
     assert items[0].meta == {"k": 1} and items[1].meta == {"k": 1}
 
 
 def test_single_modality_pair_line_has_no_group(tmp_path):
     path = _write(tmp_path / "m.jsonl", [json.dumps({"text": "only words", "label": 3})])
-    assert read_manifest(path) == [ManifestItem("text", text="only words", label="3")]
+    assert read_item_list(path) == [ListItem("text", text="only words", label="3")]
 
 
 def test_relative_paths_resolve_against_manifest_folder_absolute_kept(tmp_path):
@@ -94,7 +94,7 @@ def test_relative_paths_resolve_against_manifest_folder_absolute_kept(tmp_path):
         json.dumps({"modality": "audio", "path": str(elsewhere)}),
         json.dumps({"image": "b.png", "audio": str(elsewhere)}),
     ])
-    items = read_manifest(path)
+    items = read_item_list(path)
     assert items[0].path == tmp_path / "deep" / "sub" / ".." / "pics" / "a.png"
     assert items[1].path == elsewhere
     pair = _by_modality(items[2:])
@@ -105,7 +105,7 @@ def test_relative_paths_resolve_against_manifest_folder_absolute_kept(tmp_path):
 def test_relative_manifest_path_gives_paths_relative_to_cwd(tmp_path, monkeypatch):
     _write(tmp_path / "sub" / "m.jsonl", [json.dumps({"modality": "image", "path": "a.png"})])
     monkeypatch.chdir(tmp_path)
-    (item,) = read_manifest("sub/m.jsonl")
+    (item,) = read_item_list("sub/m.jsonl")
     assert item.path == Path("sub") / "a.png"
     assert item.path.resolve() == (tmp_path / "sub" / "a.png").resolve()
 
@@ -115,7 +115,7 @@ def test_numeric_labels_and_groups_become_strings(tmp_path):
         json.dumps({"modality": "text", "text": "seven", "label": 7, "group": 12}),
         json.dumps({"modality": "text", "text": "half", "label": 0.5}),
     ])
-    first, second = read_manifest(path)
+    first, second = read_item_list(path)
     assert first.label == "7" and first.group == "12"
     assert second.label == "0.5"
 
@@ -129,25 +129,25 @@ def test_blank_lines_ignored_and_counted(tmp_path):
         json.dumps({"modality": "text", "text": "two"}),
         "",
     ])
-    assert [item.text for item in read_manifest(path)] == ["one", "two"]
+    assert [item.text for item in read_item_list(path)] == ["one", "two"]
     # line numbers still count blank lines
     bad = _write(tmp_path / "bad.jsonl", ["", "", json.dumps({"modality": "text", "text": ""})])
-    with pytest.raises(ManifestError) as exc:
-        read_manifest(bad)
+    with pytest.raises(ItemListError) as exc:
+        read_item_list(bad)
     assert exc.value.line == 3
 
 
 def test_iter_manifest_is_lazy_and_yields_items_before_a_bad_line(tmp_path):
     path = _write(tmp_path / "m.jsonl", [json.dumps({"modality": "text", "text": "fine"}), "{oops"])
-    it = iter_manifest(path)
+    it = iter_item_list(path)
     assert next(it).text == "fine"
-    with pytest.raises(ManifestError) as exc:
+    with pytest.raises(ItemListError) as exc:
         next(it)
     assert exc.value.line == 2
 
 
 def test_parse_manifest_line_directly(tmp_path):
-    items = parse_manifest_line('{"text": "hi", "image": "p.png"}', tmp_path / "x.jsonl", 9)
+    items = parse_item_list_line('{"text": "hi", "image": "p.png"}', tmp_path / "x.jsonl", 9)
     assert len(items) == 2
     assert items[0].group == items[1].group is not None
 
@@ -189,8 +189,8 @@ BAD_LINES = {
 def test_bad_line_raises_manifest_error_with_path_and_line(tmp_path, case):
     bad, reason = BAD_LINES[case]
     path = _write(tmp_path / "m.jsonl", [GOOD, "", bad, GOOD])
-    with pytest.raises(ManifestError) as exc:
-        read_manifest(path)
+    with pytest.raises(ItemListError) as exc:
+        read_item_list(path)
     assert isinstance(exc.value, CrossmodalError)
     assert exc.value.path == str(path)
     assert exc.value.line == 3
@@ -200,19 +200,19 @@ def test_bad_line_raises_manifest_error_with_path_and_line(tmp_path, case):
 
 def test_empty_manifest_raises(tmp_path):
     path = _write(tmp_path / "empty.jsonl", [])
-    with pytest.raises(ManifestError) as exc:
-        read_manifest(path)
+    with pytest.raises(ItemListError) as exc:
+        read_item_list(path)
     assert str(exc.value) == f"{path}:0: manifest holds no items"
     blank = _write(tmp_path / "blank.jsonl", ["", "  ", ""])
-    with pytest.raises(ManifestError) as exc:
-        read_manifest(blank)
+    with pytest.raises(ItemListError) as exc:
+        read_item_list(blank)
     assert str(exc.value).startswith(f"{blank}:0: ")
 
 
 def test_missing_manifest_raises(tmp_path):
     path = tmp_path / "nope" / "missing.jsonl"
-    with pytest.raises(ManifestError) as exc:
-        read_manifest(path)
+    with pytest.raises(ItemListError) as exc:
+        read_item_list(path)
     assert exc.value.path == str(path)
     assert str(exc.value).startswith(f"{path}:0: cannot open manifest")
 
@@ -220,8 +220,8 @@ def test_missing_manifest_raises(tmp_path):
 def test_manifest_that_is_a_directory_raises(tmp_path):
     path = tmp_path / "dir.jsonl"
     path.mkdir()
-    with pytest.raises(ManifestError) as exc:
-        read_manifest(path)
+    with pytest.raises(ItemListError) as exc:
+        read_item_list(path)
     assert str(exc.value).startswith(f"{path}:0: ")
 
 
@@ -230,8 +230,8 @@ def test_non_utf8_manifest_raises_with_the_bad_line(tmp_path):
     path.write_bytes(
         (GOOD + "\n" + GOOD + "\n").encode() + '{"modality": "text", "text": "café"}\n'.encode("latin-1")
     )
-    with pytest.raises(ManifestError) as exc:
-        read_manifest(path)
+    with pytest.raises(ItemListError) as exc:
+        read_item_list(path)
     assert exc.value.path == str(path)
     assert exc.value.line == 3
     assert str(exc.value) == f"{path}:3: line is not UTF-8 text"
@@ -241,14 +241,14 @@ def test_non_utf8_manifest_far_into_the_file_names_the_right_line(tmp_path):
     path = tmp_path / "long.jsonl"
     good = "".join(json.dumps({"modality": "text", "text": f"line {i}"}) + "\n" for i in range(1, 400))
     path.write_bytes(good.encode() + '{"modality": "text", "text": "café"}\n'.encode("latin-1"))
-    with pytest.raises(ManifestError) as exc:
-        read_manifest(path)
+    with pytest.raises(ItemListError) as exc:
+        read_item_list(path)
     assert exc.value.line == 400
 
 
 def test_utf8_manifest_with_non_ascii_text(tmp_path):
     path = _write(tmp_path / "m.jsonl", [json.dumps({"modality": "text", "text": "naïve café 七"}, ensure_ascii=False)])
-    assert read_manifest(path)[0].text == "naïve café 七"
+    assert read_item_list(path)[0].text == "naïve café 七"
 
 
 def test_write_manifest_round_trips(tmp_path):
@@ -258,14 +258,14 @@ def test_write_manifest_round_trips(tmp_path):
         {"image": "b.png", "audio": "b.wav", "text": "a dog", "label": "dog"},
     ]
     path = tmp_path / "out" / "nested" / "m.jsonl"
-    assert write_manifest(path, iter(rows)) == 3
+    assert write_item_list(path, iter(rows)) == 3
     assert sorted(p.name for p in path.parent.iterdir()) == ["m.jsonl"]
     raw = path.read_text(encoding="utf-8")
     assert "七" in raw  # not ASCII-escaped
     assert [json.loads(line) for line in raw.splitlines()] == rows
-    items = read_manifest(path)
+    items = read_item_list(path)
     assert len(items) == 5
-    assert items[0] == ManifestItem("image", path=path.parent / "img" / "a.png", label="cat", group="g")
+    assert items[0] == ListItem("image", path=path.parent / "img" / "a.png", label="cat", group="g")
     assert items[1].text == "une chatte, 七" and items[1].meta == {"lang": "fr"}
     pair = _by_modality(items[2:])
     assert pair["audio"].path == path.parent / "b.wav"
@@ -274,29 +274,29 @@ def test_write_manifest_round_trips(tmp_path):
 
 def test_write_manifest_replaces_existing_file_atomically(tmp_path):
     path = tmp_path / "m.jsonl"
-    write_manifest(path, [{"modality": "text", "text": "old"}] * 5)
-    assert write_manifest(path, [{"modality": "text", "text": "new"}]) == 1
-    assert [item.text for item in read_manifest(path)] == ["new"]
+    write_item_list(path, [{"modality": "text", "text": "old"}] * 5)
+    assert write_item_list(path, [{"modality": "text", "text": "new"}]) == 1
+    assert [item.text for item in read_item_list(path)] == ["new"]
     assert not (tmp_path / "m.jsonl.tmp").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl"]
 
 
 def test_write_manifest_failure_leaves_previous_file_intact(tmp_path):
     path = tmp_path / "m.jsonl"
-    write_manifest(path, [{"modality": "text", "text": "old"}])
+    write_item_list(path, [{"modality": "text", "text": "old"}])
 
     def rows():
         yield {"modality": "text", "text": "partial"}
         raise RuntimeError("source broke")
 
     with pytest.raises(RuntimeError, match="source broke"):
-        write_manifest(path, rows())
-    assert [item.text for item in read_manifest(path)] == ["old"]
+        write_item_list(path, rows())
+    assert [item.text for item in read_item_list(path)] == ["old"]
 
 
 def test_write_manifest_empty_rows(tmp_path):
     path = tmp_path / "m.jsonl"
-    assert write_manifest(path, []) == 0
+    assert write_item_list(path, []) == 0
     assert path.read_bytes() == b""
-    with pytest.raises(ManifestError):
-        read_manifest(path)
+    with pytest.raises(ItemListError):
+        read_item_list(path)

@@ -1,4 +1,4 @@
-"""JSONL manifests: one item per line, shared by `train`, `eval` and (later) `index`.
+"""Item lists: JSONL files with one item per line, read by `index`, `train` and `eval`.
 
 An item line looks like
 ``{"modality": "image"|"audio"|"text", "path": "...", "text": "...", "label": "...",
@@ -15,15 +15,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crossmodal.errors import ManifestError
+from crossmodal.errors import ItemListError
+from crossmodal.media import MODALITIES
 
-MODALITIES: tuple[str, ...] = ("text", "image", "audio")
 _ITEM_KEYS = {"modality", "path", "text", "label", "group", "id", "meta"}
 _PAIR_KEYS = set(MODALITIES) | {"label", "group", "id", "meta"}
 
 
 @dataclass(frozen=True)
-class ManifestItem:
+class ListItem:
     """One item of a manifest: a media file or a piece of text, with optional label/group."""
 
     modality: str
@@ -48,96 +48,96 @@ def _as_str(value: object, key: str, path: Path, line: int) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        raise ManifestError(path, line, f"field {key!r} must be a string, got {type(value).__name__}")
+        raise ItemListError(path, line, f"field {key!r} must be a string, got {type(value).__name__}")
     return value
 
 
 def _item_from_fields(
     modality: str, value: str, label: str | None, group: str | None, meta: dict, base: Path,
     path: Path, line: int,
-) -> ManifestItem:
+) -> ListItem:
     if modality == "text":
         if not value.strip():
-            raise ManifestError(path, line, "text item has an empty 'text' field")
-        return ManifestItem("text", text=value, label=label, group=group, meta=meta)
+            raise ItemListError(path, line, "text item has an empty 'text' field")
+        return ListItem("text", text=value, label=label, group=group, meta=meta)
     if not value:
-        raise ManifestError(path, line, f"{modality} item has an empty 'path' field")
+        raise ItemListError(path, line, f"{modality} item has an empty 'path' field")
     media = Path(value)
-    return ManifestItem(modality, path=media if media.is_absolute() else base / media,
+    return ListItem(modality, path=media if media.is_absolute() else base / media,
                         label=label, group=group, meta=meta)
 
 
-def parse_manifest_line(raw: str, path: Path, line: int) -> list[ManifestItem]:
+def parse_item_list_line(raw: str, path: Path, line: int) -> list[ListItem]:
     """Parse one JSONL line into one item (item line) or several (pair line)."""
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ManifestError(path, line, f"not valid JSON ({exc.msg})") from None
+        raise ItemListError(path, line, f"not valid JSON ({exc.msg})") from None
     if not isinstance(obj, dict):
-        raise ManifestError(path, line, "each line must be a JSON object")
+        raise ItemListError(path, line, "each line must be a JSON object")
     base = path.parent
     label = _as_str(obj.get("label"), "label", path, line)
     group = _as_str(obj.get("group"), "group", path, line)
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
-        raise ManifestError(path, line, "field 'meta' must be an object")
+        raise ItemListError(path, line, "field 'meta' must be an object")
 
     if "modality" in obj:
         unknown = set(obj) - _ITEM_KEYS
         if unknown:
-            raise ManifestError(path, line, f"unknown field(s) {sorted(unknown)}")
+            raise ItemListError(path, line, f"unknown field(s) {sorted(unknown)}")
         modality = obj["modality"]
         if modality not in MODALITIES:
-            raise ManifestError(path, line, f"'modality' must be one of {list(MODALITIES)}, got {modality!r}")
+            raise ItemListError(path, line, f"'modality' must be one of {list(MODALITIES)}, got {modality!r}")
         key = "text" if modality == "text" else "path"
         value = _as_str(obj.get(key), key, path, line)
         if value is None:
-            raise ManifestError(path, line, f"{modality} item needs a {key!r} field")
+            raise ItemListError(path, line, f"{modality} item needs a {key!r} field")
         return [_item_from_fields(modality, value, label, group, meta, base, path, line)]
 
     present = [m for m in MODALITIES if m in obj]
     if not present:
-        raise ManifestError(path, line, "line has neither 'modality' nor any of 'text', 'image', 'audio'")
+        raise ItemListError(path, line, "line has neither 'modality' nor any of 'text', 'image', 'audio'")
     unknown = set(obj) - _PAIR_KEYS
     if unknown:
-        raise ManifestError(path, line, f"unknown field(s) {sorted(unknown)}")
+        raise ItemListError(path, line, f"unknown field(s) {sorted(unknown)}")
     if group is None and len(present) > 1:
         group = f"{path.resolve()}:{line}"
     items = []
     for modality in present:
         value = _as_str(obj[modality], modality, path, line)
         if value is None:
-            raise ManifestError(path, line, f"field {modality!r} is null")
+            raise ItemListError(path, line, f"field {modality!r} is null")
         items.append(_item_from_fields(modality, value, label, group, meta, base, path, line))
     return items
 
 
-def iter_manifest(path: str | Path) -> Iterator[ManifestItem]:
-    """Yield the items of a JSONL manifest, raising ManifestError on the first bad line."""
+def iter_item_list(path: str | Path) -> Iterator[ListItem]:
+    """Yield the items of a JSONL manifest, raising ItemListError on the first bad line."""
     path = Path(path)
     try:
         handle = path.open("rb")
     except OSError as exc:
-        raise ManifestError(path, 0, f"cannot open manifest ({exc.strerror or exc})") from None
+        raise ItemListError(path, 0, f"cannot open manifest ({exc.strerror or exc})") from None
     with handle:
         for number, raw_bytes in enumerate(handle, start=1):
             try:
                 raw = raw_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
-                raise ManifestError(path, number, "line is not UTF-8 text") from None
+                raise ItemListError(path, number, "line is not UTF-8 text") from None
             if raw.strip():
-                yield from parse_manifest_line(raw, path, number)
+                yield from parse_item_list_line(raw, path, number)
 
 
-def read_manifest(path: str | Path) -> list[ManifestItem]:
+def read_item_list(path: str | Path) -> list[ListItem]:
     """Read a whole manifest; an empty one is an error because nothing could be done with it."""
-    items = list(iter_manifest(path))
+    items = list(iter_item_list(path))
     if not items:
-        raise ManifestError(path, 0, "manifest holds no items")
+        raise ItemListError(path, 0, "manifest holds no items")
     return items
 
 
-def write_manifest(path: str | Path, rows: Iterable[dict]) -> int:
+def write_item_list(path: str | Path, rows: Iterable[dict]) -> int:
     """Write JSONL rows atomically; returns the number of rows written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
