@@ -1,4 +1,9 @@
-"""Typed errors: library code raises these, only the CLI turns them into exit codes."""
+"""Every error crossmodal raises on purpose, in one hierarchy with no transport in it.
+
+Library code raises these; the front ends decide what they become: the CLI prints the message
+and exits with a code, the HTTP server maps each class to a status (see
+`crossmodal.server.app`). A message always names the field, file or collection at fault.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,28 @@ class ConfigError(CrossmodalError):
     """A configuration file or value is missing, unknown or inconsistent."""
 
 
-class ItemListError(CrossmodalError):
+class CheckpointError(CrossmodalError):
+    """A model checkpoint is missing, corrupt, or disagrees with its config."""
+
+
+# What a caller asked for is wrong.
+class InputError(CrossmodalError):
+    """A request or command input is invalid; the message names the field."""
+
+
+class QueryError(InputError):
+    """A query field is missing or invalid; the message names the field."""
+
+
+class TooLargeError(InputError):
+    """An input is larger than the configured limit (an upload, a body)."""
+
+
+class MediaTypeError(InputError):
+    """A file's content is not the kind of media its field asks for."""
+
+
+class ItemListError(InputError):
     """A line of a JSONL item list is malformed; the message names the file and line."""
 
     def __init__(self, path: str | Path, line: int, reason: str) -> None:
@@ -21,6 +47,10 @@ class ItemListError(CrossmodalError):
         self.line = line
         self.reason = reason
         super().__init__(f"{self.path}:{line}: {reason}")
+
+
+class NotFoundError(CrossmodalError):
+    """An item, user or file the caller named does not exist."""
 
 
 class DecodeError(CrossmodalError):
@@ -32,5 +62,35 @@ class DecodeError(CrossmodalError):
         super().__init__(f"{self.path}: {reason}")
 
 
-class CheckpointError(CrossmodalError):
-    """A model checkpoint is missing, corrupt, or disagrees with its config."""
+# The collection itself is missing, damaged, busy or unreachable.
+class StorageError(CrossmodalError):
+    """A collection, its catalog or its indexes cannot be used as asked."""
+
+
+class CollectionError(StorageError):
+    """A collection is missing, damaged, or was built with another model."""
+
+
+class BusyError(CollectionError):
+    """Another process is writing the collection."""
+
+
+class CatalogError(StorageError):
+    """The catalog database is missing, corrupt, or from another version."""
+
+
+class BackendError(StorageError):
+    """An index backend is unknown, unreachable, or refused an operation; the message says which."""
+
+
+class IndexFileError(StorageError):
+    """An index file is missing, unreadable, corrupt or not a crossmodal index; the message names the file."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class IndexInputError(StorageError, ValueError):
+    """Vectors, ids, queries or parameters handed to an index are malformed (shape, dtype, duplicates...)."""

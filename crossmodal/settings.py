@@ -15,7 +15,8 @@ from typing import Any
 
 from crossmodal.errors import ConfigError
 
-DEFAULT_INDEX_ROOT = Path("indexes")
+DEFAULT_ROOT = Path("indexes")
+"""Where collections named without a path live."""
 DEFAULT_COLLECTION = "default"
 
 
@@ -82,6 +83,8 @@ class SearchSettings:
     query_max_audio_seconds: float = 60.0
     """Longest audio clip accepted as a query part (checked from the header before decoding)."""
     query_max_image_pixels: int = 40_000_000
+    query_max_file_bytes: int = 32 << 20
+    """Largest query file read (an upload is also bounded by ``[server] max_upload_mb``)."""
     faiss_threads: int = 1
     """OpenMP threads for FAISS searches in a serving process. One query runs on one thread
     anyway, and on a busy machine extra threads spin and wait: measured on 2 cores under load,
@@ -121,6 +124,19 @@ class Settings:
     personal: PersonalSettings = field(default_factory=PersonalSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
 
+    def updated(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some values changed, checked like a settings file's, e.g.
+        ``settings.updated(index={"kind": "flat"})``; None values are left as they are (an
+        option the user did not give)."""
+        changes = {}
+        for name, values in sections.items():
+            if name not in {f.name for f in fields(self)}:
+                raise ConfigError(f"unknown settings section {name!r}")
+            given = {k: v for k, v in values.items() if v is not None}
+            if given:
+                changes[name] = _apply(getattr(self, name), given, f"[{name}]")
+        return replace(self, **changes)
+
 
 def _apply(section: Any, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in fields(section)}
@@ -129,8 +145,13 @@ def _apply(section: Any, values: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
     for name, value in values.items():
         current = getattr(section, name)
-        if isinstance(current, bool) or not isinstance(value, type(current)) and not (
-                isinstance(current, float) and isinstance(value, int)):
+        if isinstance(current, bool):
+            fits = isinstance(value, bool)
+        elif isinstance(current, float):
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            fits = isinstance(value, type(current)) and not isinstance(value, bool)
+        if not fits:
             raise ConfigError(f"{where}.{name}: expected {type(current).__name__}, got {value!r}")
     return replace(section, **values)
 

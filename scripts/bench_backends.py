@@ -31,12 +31,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crossmodal.catalog import Catalog, NewItem
-from crossmodal.index import faiss_index
-from crossmodal.index.backend import IndexBackend, VectorIndex
-from crossmodal.index.faiss_backend import FaissBackend
-from crossmodal.index.milvus_backend import MilvusBackend, new_spec
-from crossmodal.query import Filters
+from crossmodal.storage.catalog import Catalog, NewItem
+from crossmodal.storage.backends import faiss_index
+from crossmodal.storage.backends.base import IndexBackend, VectorIndex
+from crossmodal.storage.backends.faiss_backend import FaissBackend
+from crossmodal.storage.backends.milvus_backend import MilvusBackend, new_spec
+from crossmodal.search.query import Filters
 from crossmodal.settings import IndexSettings
 
 DIM = 128

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark the FAISS index kinds of crossmodal.index.faiss_index on synthetic embedding-like data.
+"""Benchmark the FAISS index kinds of crossmodal.storage.backends.faiss_index on synthetic embedding-like data.
 
 Prints one JSON object: per size and kind, build time, memory, single-query latency p50/p99, batched latency per
 query and recall@10 against exact search, plus the kind choose_index_kind() picks and whether that kind meets the
@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crossmodal.index.faiss_index import (
+from crossmodal.storage.backends.faiss_index import (
     INDEX_KINDS,
     IndexParams,
     auto_params,
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     queries, query_labels = mix.sample(args.queries, stream=2)
 
     report: dict = {
-        "benchmark": "crossmodal.index.faiss_index",
+        "benchmark": "crossmodal.storage.backends.faiss_index",
         "dim": DIM, "clusters": args.clusters, "spread": args.spread, "queries": args.queries, "k": K,
         "seed": args.seed, "memory_budget_bytes": budget, "index_params": asdict(params),
         "faiss_version": faiss.__version__, "omp_threads": faiss.omp_get_max_threads(),

@@ -40,10 +40,10 @@ from PIL import Image
 
 from crossmodal.aligner.registry import load_aligner
 from crossmodal.demo.showcase import CORPUS_DIR
-from crossmodal.index.build import index_paths
+from crossmodal.core.indexing import index_paths
 from crossmodal.ingest.decode import decode_audio, decode_image, read_text
-from crossmodal.ingest.pipeline import embed_workers
-from crossmodal.ingest.sources import discover
+from crossmodal.ingest.embed import embed_workers
+from crossmodal.ingest.discover import discover
 from crossmodal.ingest.workers import OrderedProcessMap, batched
 from crossmodal.settings import Settings
 

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.aligner.registry import load_aligner
-from crossmodal.catalog import NewItem
+from crossmodal.storage.catalog import NewItem
 from crossmodal.demo.showcase import CORPUS_DIR
-from crossmodal.engine import Engine
-from crossmodal.index.build import index_paths, model_info
-from crossmodal.index.collection import Collection
-from crossmodal.query import Filters, Query, QueryPart
+from crossmodal.core.engine import Engine
+from crossmodal.core.indexing import index_paths, model_info
+from crossmodal.storage.collection import Collection
+from crossmodal.search.query import Filters, Query, QueryPart
 from crossmodal.settings import Settings
 
 

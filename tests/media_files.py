@@ -11,7 +11,23 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from crossmodal.core import Engine, IndexReport
 from crossmodal.demo.showcase import CORPUS_DIR
+from crossmodal.settings import Settings
+
+
+def index_paths(folder: Path, paths: list, settings: Settings | None = None, *, aligner=None, model=None,
+                rebuild: bool = False, **kwargs) -> IndexReport:
+    """Index ``paths`` into the collection at ``folder`` (created if needed) through the engine."""
+    with Engine.open(folder, create=True, settings=settings or Settings(), aligner=aligner, model=model,
+                     rebuild=rebuild) as engine:
+        return engine.index(paths, **kwargs)
+
+
+def remove_items(folder: Path, item_ids: list, uris: list, settings: Settings | None = None) -> tuple[int, list]:
+    with Engine.open(folder, settings=settings or Settings()) as engine:
+        report = engine.remove(item_ids, uris)
+    return report.removed, report.not_found
 
 
 def png_with_claimed_size(path: Path, width: int, height: int) -> None:

@@ -12,18 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_files import allowed_item_ids, brute_force_top, copy_digits, corpus_files
+from media_files import allowed_item_ids, brute_force_top, copy_digits, corpus_files, index_paths, remove_items
 
 from crossmodal.aligner import load_aligner
 from crossmodal.cli import EXIT_ERROR, EXIT_OK, main
+from crossmodal.core.engine import Engine
 from crossmodal.demo.showcase import CORPUS_DIR
-from crossmodal.engine import Engine
-from crossmodal.http_api import create_app
-from crossmodal.index.build import index_paths, remove_items
-from crossmodal.index.collection import INDEX_KINDS, Collection
-from crossmodal.index.milvus_backend import filter_expression, glob_to_like
-from crossmodal.query import Filters, Query, QueryPart
+from crossmodal.search.query import Filters, Query, QueryPart
+from crossmodal.server import create_app
 from crossmodal.settings import IndexSettings, Settings
+from crossmodal.storage.backends.milvus_backend import filter_expression, glob_to_like
+from crossmodal.storage.collection import INDEX_KINDS, Collection
 
 BACKENDS = ["faiss", "milvus"]
 

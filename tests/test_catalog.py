@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossmodal.catalog import Catalog, CatalogError, NewItem, NewSegment
+from crossmodal.errors import CatalogError
+from crossmodal.items import NewItem, NewSegment
+from crossmodal.storage.catalog import Catalog
 
 
 def _vec(seed: int, dim: int = 8) -> np.ndarray:

@@ -3,6 +3,7 @@ in order, and a file that crashes its worker costs only that file."""
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import signal
@@ -13,12 +14,13 @@ import pytest
 from media_files import write_good, write_hostile
 
 from crossmodal.aligner import load_aligner
-from crossmodal.catalog import Catalog
-from crossmodal.ingest import pipeline
-from crossmodal.ingest.pipeline import embed_stream
-from crossmodal.ingest.sources import Skip, discover
+from crossmodal.ingest import embed as pipeline
+from crossmodal.ingest.discover import discover
+from crossmodal.ingest.embed import embed_stream
 from crossmodal.ingest.workers import OrderedProcessMap, fork_context
+from crossmodal.items import Skip
 from crossmodal.settings import IngestSettings
+from crossmodal.storage.catalog import Catalog
 
 pytestmark = pytest.mark.skipif(fork_context() is None, reason="needs fork")
 CRASHED = "reading this file crashed the worker process"
@@ -40,7 +42,7 @@ def starter():
 
 def _outcomes(cands, aligner, workers, catalog):
     settings = IngestSettings(batch_size=8, workers=workers)
-    batches = list(embed_stream(cands, aligner, settings, {}, str(catalog.path), catalog.stored_hashes))
+    batches = list(embed_stream(cands, aligner, settings, {}, catalog.content_lookup()))
     assert all(len(b) <= 8 for b in batches)
     return [o for b in batches for o in b]
 
@@ -73,6 +75,7 @@ def test_a_file_that_crashes_its_worker_is_the_only_one_lost(candidates, starter
 
     def crash_on_victim(cand, settings):
         if cand.uri == victim.uri and os.getpid() != parent:
+            faulthandler.disable()  # pytest's fault handler would print this intended crash's traceback
             os.kill(os.getpid(), signal.SIGSEGV)  # what a native decoder bug does to its process
         return real(cand, settings)
 

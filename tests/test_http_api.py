@@ -16,13 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from media_files import copy_digits, corpus_files
+from media_files import copy_digits, corpus_files, index_paths
 from PIL import Image
 
 from crossmodal.aligner import load_aligner
-from crossmodal.engine import Engine
-from crossmodal.http_api import create_app
-from crossmodal.index.build import index_paths
+from crossmodal.core.engine import Engine
+from crossmodal.server import create_app
 from crossmodal.settings import ServerSettings, Settings
 
 

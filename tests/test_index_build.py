@@ -17,17 +17,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from media_files import HOSTILE, corpus_files, write_good, write_hostile
+from media_files import HOSTILE, corpus_files, index_paths, write_good, write_hostile
 
 from crossmodal.aligner import load_aligner
 from crossmodal.aligner.checkpoint import save_aligner
 from crossmodal.cli import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, main
-from crossmodal.engine import Engine
+from crossmodal.core.engine import Engine
 from crossmodal.errors import CrossmodalError
-from crossmodal.index.build import index_paths
-from crossmodal.index.collection import Collection
-from crossmodal.query import Query, QueryPart
+from crossmodal.search.query import Query, QueryPart
 from crossmodal.settings import IndexSettings, Settings
+from crossmodal.storage.collection import Collection
 
 
 def _search(folder, aligner, targets, k, **part):

@@ -202,7 +202,7 @@ def test_empty_manifest_raises(tmp_path):
     path = _write(tmp_path / "empty.jsonl", [])
     with pytest.raises(ItemListError) as exc:
         read_item_list(path)
-    assert str(exc.value) == f"{path}:0: manifest holds no items"
+    assert str(exc.value) == f"{path}:0: the item list holds no items"
     blank = _write(tmp_path / "blank.jsonl", ["", "  ", ""])
     with pytest.raises(ItemListError) as exc:
         read_item_list(blank)
@@ -214,7 +214,7 @@ def test_missing_manifest_raises(tmp_path):
     with pytest.raises(ItemListError) as exc:
         read_item_list(path)
     assert exc.value.path == str(path)
-    assert str(exc.value).startswith(f"{path}:0: cannot open manifest")
+    assert str(exc.value).startswith(f"{path}:0: cannot open item list")
 
 
 def test_manifest_that_is_a_directory_raises(tmp_path):

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_files import allowed_item_ids, brute_force_top, corpus_files
+from media_files import allowed_item_ids, brute_force_top, corpus_files, index_paths
 
 from crossmodal.aligner import load_aligner
 from crossmodal.cli import EXIT_OK, main
+from crossmodal.core.engine import Engine
 from crossmodal.demo.showcase import CORPUS_DIR
-from crossmodal.engine import Engine
-from crossmodal.index.build import index_paths
-from crossmodal.query import Filters, Query, QueryError, QueryPart
+from crossmodal.search.query import Filters, Query, QueryError, QueryPart
 from crossmodal.settings import SearchSettings, Settings
 
 

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from media_files import copy_digits, corpus_files
+from media_files import copy_digits, corpus_files, index_paths
 
 from crossmodal.aligner import load_aligner
-from crossmodal.index.build import index_paths
 from crossmodal.settings import Settings
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")

@@ -1,0 +1,1 @@
+"""The demo: the bundled corpus (MNIST digits, spoken digits, captions) indexed and searched offline."""

@@ -2,7 +2,7 @@
 
 An item line looks like
 ``{"modality": "image"|"audio"|"text", "path": "...", "text": "...", "label": "...",
-"group": "..."}``: media items carry ``path`` (relative to the manifest's folder), text items
+"group": "..."}``: media items carry ``path`` (relative to the list's folder), text items
 carry ``text``. A *pair* line such as ``{"image": "a.png", "text": "a cat", "label": "cat"}``
 names several modalities at once and becomes one item per modality sharing a group, so that
 paired data can be written compactly.
@@ -24,7 +24,7 @@ _PAIR_KEYS = set(MODALITIES) | {"label", "group", "id", "meta"}
 
 @dataclass(frozen=True)
 class ListItem:
-    """One item of a manifest: a media file or a piece of text, with optional label/group."""
+    """One item of a list: a media file or a piece of text, with optional label/group."""
 
     modality: str
     path: Path | None = None
@@ -113,12 +113,12 @@ def parse_item_list_line(raw: str, path: Path, line: int) -> list[ListItem]:
 
 
 def iter_item_list(path: str | Path) -> Iterator[ListItem]:
-    """Yield the items of a JSONL manifest, raising ItemListError on the first bad line."""
+    """Yield the items of a JSONL item list, raising ItemListError on the first bad line."""
     path = Path(path)
     try:
         handle = path.open("rb")
     except OSError as exc:
-        raise ItemListError(path, 0, f"cannot open manifest ({exc.strerror or exc})") from None
+        raise ItemListError(path, 0, f"cannot open item list ({exc.strerror or exc})") from None
     with handle:
         for number, raw_bytes in enumerate(handle, start=1):
             try:
@@ -130,10 +130,10 @@ def iter_item_list(path: str | Path) -> Iterator[ListItem]:
 
 
 def read_item_list(path: str | Path) -> list[ListItem]:
-    """Read a whole manifest; an empty one is an error because nothing could be done with it."""
+    """Read a whole item list; an empty one is an error because nothing could be done with it."""
     items = list(iter_item_list(path))
     if not items:
-        raise ItemListError(path, 0, "manifest holds no items")
+        raise ItemListError(path, 0, "the item list holds no items")
     return items
 
 

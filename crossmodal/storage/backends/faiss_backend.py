@@ -13,10 +13,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-from crossmodal.index import faiss_index
-from crossmodal.index.backend import IndexBackend, VectorIndex
-from crossmodal.query import Filters
 from crossmodal.settings import IndexSettings
+from crossmodal.storage.backends import faiss_index
+from crossmodal.storage.backends.base import IndexBackend, VectorIndex
+from crossmodal.storage.filters import Filters
 
 
 class FaissIndex(VectorIndex):

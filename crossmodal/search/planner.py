@@ -1,6 +1,7 @@
 """The query planner: from a `Query` to ranked, filtered, personalised results.
 
-1. Embed each part (an LRU cache makes a repeated part free).
+1. Embed each part: text, decoded media (the core decodes files, with its bounds) or a ready
+   vector. An LRU cache keyed by content makes a repeated part free.
 2. Choose the indexes (one per target modality, or the joint one), an over-fetch k', and how
    filters apply: as a filter expression where the backend evaluates them (Milvus), else inside
    FAISS through ID selectors when they are selective, on the fetched results otherwise; either
@@ -18,7 +19,6 @@ each part score is a cosine, and the merge ranks all targets' candidates by one 
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from crossmodal.aligner.model import Aligner
-from crossmodal.index.collection import Collection
-from crossmodal.ingest.decode import DecodeLimits, decode_audio, decode_image
-from crossmodal.query import Query, QueryError, QueryPart, SearchResult
-from crossmodal.rerank import Preference, blend, mmr_order, personal_scores
+from crossmodal.errors import QueryError
+from crossmodal.search.query import Query, QueryPart, SearchResult
+from crossmodal.search.rerank import Preference, blend, mmr_order, personal_scores
 from crossmodal.settings import Settings
+from crossmodal.storage.collection import Collection
 
 
 @dataclass
@@ -75,7 +75,7 @@ def _members(ids: np.ndarray, allowed_sorted: np.ndarray) -> np.ndarray:
 
 
 class EmbeddingCache:
-    """A small LRU of query-part vectors keyed by content (text, or the file's bytes)."""
+    """A small LRU of query-part vectors keyed by content (the text, or the media's content key)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -87,11 +87,8 @@ class EmbeddingCache:
     def key(part: QueryPart) -> tuple[str, str] | None:
         if part.text is not None:
             return part.modality, "t:" + part.text
-        if part.path is not None:
-            try:
-                return part.modality, "f:" + hashlib.sha256(part.path.read_bytes()).hexdigest()
-            except OSError:
-                return None
+        if part.key is not None:
+            return part.modality, "m:" + part.key
         return None
 
     def get(self, key: tuple[str, str] | None) -> np.ndarray | None:
@@ -124,7 +121,7 @@ class Planner:
         self._filter_lock = threading.Lock()
 
     def embed_part(self, part: QueryPart) -> np.ndarray:
-        """The part's vector in the shared space (decoding files with the usual bounds)."""
+        """The part's vector in the shared space."""
         if part.vector is not None:
             v = np.asarray(part.vector, dtype=np.float32).reshape(-1)
             if v.shape[0] != self.aligner.embed_dim or not np.isfinite(v).all():
@@ -134,15 +131,14 @@ class Planner:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        limits = DecodeLimits(max_image_pixels=self.settings.search.query_max_image_pixels,
-                              max_audio_seconds=self.settings.search.query_max_audio_seconds)
         if part.modality == "text":
             vec = self.aligner.embed_texts([part.text])[0]
+        elif part.media is None:
+            raise QueryError(f"{part.modality}: the file {part.describe()} must be decoded before planning")
         elif part.modality == "image":
-            vec = self.aligner.embed_images([decode_image(part.path, limits)])[0]
+            vec = self.aligner.embed_images([part.media])[0]
         else:
-            wave = decode_audio(part.path, limits)
-            vec = self.aligner.embed_audio([wave], sources=[str(part.path)])[0].clip_vector
+            vec = self.aligner.embed_audio([part.media], sources=[part.describe()])[0].clip_vector
         self.cache.put(key, vec)
         return vec
 

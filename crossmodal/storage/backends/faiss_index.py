@@ -26,7 +26,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from crossmodal.errors import CrossmodalError
+from crossmodal.errors import IndexFileError, IndexInputError
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +44,6 @@ _MISSING_SCORE = -np.inf
 # Filters keeping at most this many ids are searched exhaustively over the allowed ids (see search()).
 _FILTER_EXHAUSTIVE_MAX = 20_000
 _HNSW_FILTER_EF_MAX = 1024
-
-
-class IndexFileError(CrossmodalError):
-    """An index file is missing, unreadable, corrupt or not a crossmodal index; the message names the file."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-
-class IndexInputError(CrossmodalError, ValueError):
-    """Vectors, ids, queries or parameters handed to the index are malformed (shape, dtype, duplicates...)."""
 
 
 @dataclass(frozen=True)

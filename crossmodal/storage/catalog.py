@@ -1,4 +1,4 @@
-"""The catalog: one SQLite database (WAL) per collection, the single source of truth for ids.
+"""The content catalog: the single source of truth for a collection's items and ids.
 
 Tables:
 - ``items``: one row per distinct content (``content_hash`` is unique, so identical files are
@@ -13,94 +13,26 @@ Tables:
 Item and vector ids are never reused (AUTOINCREMENT), so feedback that names an old item
 never lands on a new one, and an index can be brought up to date by adding the ids above
 the largest it holds. ``generation`` increases with every change to the vectors; the index manifest records the
-generation its files were built from.
+generation its files were built from. Users and their feedback live beside it in the same
+database file, in `feedback.py`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from crossmodal.errors import CrossmodalError
-
-SCHEMA_VERSION = 1
-VECTOR_KINDS = ("text", "image", "audio", "fused")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    content_hash TEXT NOT NULL UNIQUE,
-    modality TEXT NOT NULL,
-    modalities TEXT NOT NULL,
-    meta TEXT NOT NULL DEFAULT '{}',
-    added_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS items_modality ON items(modality);
-CREATE TABLE IF NOT EXISTS item_meta (
-    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS item_meta_key ON item_meta(key, value);
-CREATE INDEX IF NOT EXISTS item_meta_item ON item_meta(item_id);
-CREATE TABLE IF NOT EXISTS files (
-    uri TEXT PRIMARY KEY,
-    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-    size INTEGER,
-    mtime_ns INTEGER,
-    signature TEXT,
-    source TEXT,
-    indexed_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_item ON files(item_id);
-CREATE TABLE IF NOT EXISTS segments (
-    id INTEGER PRIMARY KEY,
-    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-    modality TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    start REAL NOT NULL,
-    end REAL NOT NULL,
-    text TEXT
-);
-CREATE INDEX IF NOT EXISTS segments_item ON segments(item_id);
-CREATE TABLE IF NOT EXISTS vectors (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-    segment_id INTEGER REFERENCES segments(id) ON DELETE CASCADE,
-    kind TEXT NOT NULL,
-    vector BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS vectors_item ON vectors(item_id);
-CREATE INDEX IF NOT EXISTS vectors_kind ON vectors(kind);
-CREATE TABLE IF NOT EXISTS users (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-    event TEXT NOT NULL,
-    ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS feedback_user ON feedback(user_id, ts);
-"""
-
-FEEDBACK_EVENTS = ("like", "dislike", "click")
-
-
-class CatalogError(CrossmodalError):
-    """The catalog database is missing, corrupt, or from another version."""
+from crossmodal.items import VECTOR_KINDS, NewItem
+from crossmodal.storage.database import Database
+from crossmodal.storage.schema import open_database
 
 
 @dataclass(frozen=True)
@@ -122,29 +54,6 @@ class FileLink:
 
     state: FileState
     previous: FileState | None
-
-
-@dataclass(frozen=True)
-class NewSegment:
-    """An audio window (seconds) or text chunk (characters) with its vector."""
-
-    modality: str
-    start: float
-    end: float
-    vector: np.ndarray
-    text: str | None = None
-
-
-@dataclass
-class NewItem:
-    """Everything needed to store one embedded item in one transaction."""
-
-    content_hash: str
-    modality: str
-    modalities: tuple[str, ...]
-    meta: dict = field(default_factory=dict)
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)
-    segments: list[NewSegment] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -177,63 +86,40 @@ def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
+class ContentLookup:
+    """``lookup(hashes)``: the subset of content hashes the catalog holds items for.
+
+    Handed to ingest, which asks it before embedding a batch; it opens its own read-only
+    connection in whatever process calls it (a connection must not cross a fork)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+
+    def __call__(self, hashes: Sequence[str]) -> set[str]:
+        if self._conn is None or self._pid != os.getpid():
+            uri = self.path.resolve().as_uri() + "?mode=ro"  # percent-encoded: '#' or '?' in a folder name is safe
+            self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
+            self._pid = os.getpid()
+        return stored_hashes(self._conn, hashes)
+
+
 class Catalog:
     """Items, files, segments and vectors of one collection."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
-        try:
-            self.db.executescript(_SCHEMA)
-            row = self.db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
-            if row is None:
-                self.db.execute("INSERT INTO info VALUES ('schema_version', ?), ('generation', '0')",
-                                (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise CatalogError(f"{self.path}: catalog schema {row[0]}, this crossmodal reads {SCHEMA_VERSION}")
-            self._backfill_item_meta()
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"{self.path}: not a usable catalog database ({exc})") from None
-
-    def _backfill_item_meta(self) -> None:
-        """Catalogs written before the item_meta table existed get it filled from items.meta."""
-        db = self.db
-        if db.execute("SELECT 1 FROM item_meta LIMIT 1").fetchone() is not None:
-            return
-        rows = db.execute("SELECT id, meta FROM items WHERE meta != '{}'").fetchall()
-        pairs = [(item_id, str(k), str(v)) for item_id, meta in rows for k, v in json.loads(meta).items()
-                 if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
-        if pairs:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO item_meta (item_id, key, value) VALUES (?,?,?)", pairs)
-            db.execute("COMMIT")
+    def __init__(self, db: Database | str | Path) -> None:
+        """Over an open collection database, or (for a catalog on its own) a database file."""
+        self.database = db if isinstance(db, Database) else open_database(db)
+        self.path = self.database.path
 
     @property
     def db(self) -> sqlite3.Connection:
-        """This thread's connection (SQLite connections must not be shared between threads;
-        WAL lets readers in several threads run alongside one writer)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.DatabaseError as exc:
-                raise CatalogError(f"{self.path}: not a usable catalog database ({exc})") from None
-            self._local.conn = conn
-            with self._connections_lock:
-                self._connections.append(conn)
-        return conn
+        """This thread's connection."""
+        return self.database.conn
 
     def close(self) -> None:
-        with self._connections_lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self.database.close()
 
     def __enter__(self) -> Catalog:
         return self
@@ -244,16 +130,8 @@ class Catalog:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: everything inside commits together or not at all."""
-        self.db.execute("BEGIN IMMEDIATE")
-        self._local.bumped = False
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        finally:
-            self._local.bumped = None
-        self.db.execute("COMMIT")
+        with self.database.transaction() as conn:
+            yield conn
 
     # Generation: bumped inside every transaction that changes vectors.
     @property
@@ -262,12 +140,17 @@ class Catalog:
 
     def _bump(self) -> None:
         """Once per transaction is enough: readers only see the commit."""
-        in_transaction_state = getattr(self._local, "bumped", None)  # None: not inside transaction()
-        if in_transaction_state:
-            return
+        if self.database.in_transaction:
+            state = self.database.transaction_state
+            if state.get("bumped"):
+                return
+            state["bumped"] = True
         self.db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
-        if in_transaction_state is False:
-            self._local.bumped = True
+
+    def content_lookup(self) -> ContentLookup:
+        """Which content hashes are stored, asked from any process (a forked ingest worker
+        opens its own read-only connection)."""
+        return ContentLookup(self.path)
 
     # Files.
     def file_state(self, uri: str) -> FileState | None:
@@ -286,8 +169,17 @@ class Catalog:
         return stored_hashes(self.db, hashes)
 
     def item_for_hash(self, content_hash: str) -> int | None:
-        row = self.db.execute("SELECT id FROM items WHERE content_hash=?", (content_hash,)).fetchone()
-        return int(row[0]) if row else None
+        return self.items_for_hashes([content_hash]).get(content_hash)
+
+    def items_for_hashes(self, hashes: Sequence[str], chunk: int = 500) -> dict[str, int]:
+        """The item id of each of ``hashes`` the catalog holds, in a few queries."""
+        unique = list(dict.fromkeys(hashes))
+        found: dict[str, int] = {}
+        for start in range(0, len(unique), chunk):
+            part = unique[start:start + chunk]
+            found.update((h, int(i)) for h, i in self.db.execute(
+                f"SELECT content_hash, id FROM items WHERE content_hash IN ({','.join('?' * len(part))})", part))
+        return found
 
     def link_file(self, uri: str, item_id: int, size: int | None, mtime_ns: int | None,
                   signature: str | None = None, source: str | None = None) -> None:
@@ -526,31 +418,6 @@ class Catalog:
             sql += " WHERE " + " AND ".join(clauses)
         rows = self.db.execute(sql + " ORDER BY v.id", args).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-
-    # Users and feedback.
-    def add_feedback(self, user: str, item_id: int, event: str, ts: float | None = None) -> int:
-        """Record one event (inside a transaction); the user is created on first feedback."""
-        if event not in FEEDBACK_EVENTS:
-            raise ValueError(f"unknown feedback event {event!r}; use one of {list(FEEDBACK_EVENTS)}")
-        if not self.has_item(item_id):
-            raise CatalogError(f"no item {item_id} in the catalog")
-        self.db.execute("INSERT OR IGNORE INTO users (name, created_at) VALUES (?, ?)", (user, time.time()))
-        user_id = self.db.execute("SELECT id FROM users WHERE name=?", (user,)).fetchone()[0]
-        cur = self.db.execute("INSERT INTO feedback (user_id, item_id, event, ts) VALUES (?,?,?,?)",
-                              (user_id, int(item_id), event, time.time() if ts is None else float(ts)))
-        return int(cur.lastrowid)
-
-    def feedback(self, user: str) -> list[tuple[int, str, float]]:
-        """A user's events, oldest first: (item id, event, timestamp)."""
-        return [(int(i), e, float(t)) for i, e, t in self.db.execute(
-            "SELECT f.item_id, f.event, f.ts FROM feedback f JOIN users u ON u.id = f.user_id "
-            "WHERE u.name=? ORDER BY f.ts, f.id", (user,))]
-
-    def delete_user(self, user: str) -> int:
-        """Forget a user and every event of theirs (inside a transaction); returns the event count."""
-        count = len(self.feedback(user))
-        self.db.execute("DELETE FROM users WHERE name=?", (user,))
-        return count
 
     def item(self, item_id: int) -> dict | None:
         """An item as a plain dict: id, modality, modalities, uris, meta, segments."""

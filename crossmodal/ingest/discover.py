@@ -1,4 +1,4 @@
-"""Finding what to index: walk folders and files, read JSONL manifests, pair sidecar captions.
+"""Finding what to index: walk folders and files, read JSONL item lists, pair sidecar captions.
 
 Each thing found becomes a `Candidate`: one future catalog item, with the files or inline
 text that make it and a signature of their on-disk state (so an unchanged candidate can be
@@ -18,19 +18,12 @@ from pathlib import Path
 from crossmodal.errors import DecodeError, ItemListError
 from crossmodal.ingest.item_list import parse_item_list_line
 from crossmodal.ingest.sniff import sniff_file
+from crossmodal.items import Skip
 from crossmodal.media import MODALITIES
 
-MANIFEST_SUFFIXES = frozenset({".jsonl"})
+LIST_SUFFIXES = frozenset({".jsonl"})
 CAPTION_SUFFIX = ".txt"
 PRIMARY_ORDER = ("image", "audio", "text")
-
-
-@dataclass(frozen=True)
-class Skip:
-    """An input that was not indexed, and why."""
-
-    source: str
-    reason: str
 
 
 @dataclass
@@ -122,7 +115,7 @@ def _files_to_candidates(files: list[tuple[str, bool]], source: str, skipped: li
     kinds: dict[str, str] = {}
     for path, regular in files:
         stem, suffix = os.path.splitext(path)
-        if suffix.lower() in MANIFEST_SUFFIXES:
+        if suffix.lower() in LIST_SUFFIXES:
             continue
         if not regular:
             skipped.append(Skip(path, "not a regular file (a pipe, socket, device or broken link)"))
@@ -158,13 +151,13 @@ def _files_to_candidates(files: list[tuple[str, bool]], source: str, skipped: li
     return out
 
 
-def _manifest_candidates(manifest: Path, skipped: list[Skip]) -> list[Candidate]:
-    """One candidate per manifest line (a pair line becomes one multimodal item)."""
+def _list_candidates(item_list: Path, skipped: list[Skip]) -> list[Candidate]:
+    """One candidate per line of an item list (a pair line becomes one multimodal item)."""
     out: list[Candidate] = []
     try:
-        handle = manifest.open("rb")
+        handle = item_list.open("rb")
     except OSError as exc:
-        skipped.append(Skip(str(manifest), f"cannot open manifest ({exc.strerror or exc})"))
+        skipped.append(Skip(str(item_list), f"cannot open item list ({exc.strerror or exc})"))
         return out
     with handle:
         for number, raw_bytes in enumerate(handle, start=1):
@@ -172,18 +165,18 @@ def _manifest_candidates(manifest: Path, skipped: list[Skip]) -> list[Candidate]
                 raw = raw_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
                 if not raw.strip():
                     continue
-                items = parse_item_list_line(raw, manifest, number)
+                items = parse_item_list_line(raw, item_list, number)
             except UnicodeDecodeError:
-                skipped.append(Skip(f"{manifest}:{number}", "line is not UTF-8 text"))
+                skipped.append(Skip(f"{item_list}:{number}", "line is not UTF-8 text"))
                 continue
             except ItemListError as exc:
-                skipped.append(Skip(f"{manifest}:{number}", exc.reason))
+                skipped.append(Skip(f"{item_list}:{number}", exc.reason))
                 continue
-            cand = Candidate(uri=f"{manifest}#L{number}", source=str(manifest))
+            cand = Candidate(uri=f"{item_list}#L{number}", source=str(item_list))
             meta = dict(items[0].meta)
             for key in ("label", "group"):
                 value = getattr(items[0], key)
-                if value is not None and not (key == "group" and len(items) > 1 and value.startswith(str(manifest))):
+                if value is not None and not (key == "group" and len(items) > 1 and value.startswith(str(item_list))):
                     meta[key] = value
             cand.meta = meta
             problem = None
@@ -206,7 +199,7 @@ def _manifest_candidates(manifest: Path, skipped: list[Skip]) -> list[Candidate]
                     break
                 cand.media[it.modality] = path
             if problem is not None:
-                skipped.append(Skip(f"{manifest}:{number}", problem))
+                skipped.append(Skip(f"{item_list}:{number}", problem))
                 continue
             if len(cand.media) == 1 and cand.text is None:
                 cand.uri = str(next(iter(cand.media.values())))
@@ -215,9 +208,9 @@ def _manifest_candidates(manifest: Path, skipped: list[Skip]) -> list[Candidate]
 
 
 def discover(paths: Iterable[str | Path]) -> tuple[list[Candidate], list[Skip]]:
-    """Everything indexable under ``paths`` (folders, files, ``.jsonl`` manifests), deduplicated by uri.
+    """Everything indexable under ``paths`` (folders, files, ``.jsonl`` item lists), deduplicated by uri.
 
-    Files that a manifest in the same folder lists are taken from the manifest (with its labels
+    Files that an item list in the same folder names are taken from the list (with its labels
     and metadata), not a second time as plain files.
     """
     skipped: list[Skip] = []
@@ -231,13 +224,13 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Candidate], list[Skip]]:
         if path.is_dir():
             files = list(_walk(str(path)))
             cands = []
-            for manifest, _ in files:
-                if os.path.splitext(manifest)[1].lower() in MANIFEST_SUFFIXES:
-                    cands += _manifest_candidates(Path(manifest), skipped)
+            for listed_file, _ in files:
+                if os.path.splitext(listed_file)[1].lower() in LIST_SUFFIXES:
+                    cands += _list_candidates(Path(listed_file), skipped)
             listed = {str(f) for c in cands for f in c.files}
             cands += _files_to_candidates([f for f in files if f[0] not in listed], str(path), skipped)
-        elif path.suffix.lower() in MANIFEST_SUFFIXES:
-            cands = _manifest_candidates(path, skipped)
+        elif path.suffix.lower() in LIST_SUFFIXES:
+            cands = _list_candidates(path, skipped)
         else:
             cands = _files_to_candidates([(str(path), path.is_file())], str(path.parent), skipped)
         for cand in cands:

@@ -1,6 +1,6 @@
 """A collection on disk: manifest, catalog and one index per modality plus the joint one.
 
-The indexes live in the collection's backend (see `backend.py`): FAISS files in the folder, or
+The indexes live in the collection's backend (see `backends/base.py`): FAISS files in the folder, or
 Milvus collections (Milvus Lite in the folder, or a Milvus server). The manifest names the
 backend, so every command that opens the collection uses it with no flag.
 
@@ -9,38 +9,46 @@ names (generation-numbered files, fresh Milvus collections), then the manifest i
 atomically to point at them, then old ones are deleted: a reader (or a crash) always sees one
 consistent set. Appends (and, in Milvus, deletions) go to the published index in place; that is
 safe for readers because the planner keeps only candidates the catalog still holds.
+
+The catalog (content) and the feedback store (users) share the collection's database file.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crossmodal import __version__
-from crossmodal.catalog import Catalog
-from crossmodal.errors import CrossmodalError
-from crossmodal.index import faiss_index
-from crossmodal.index.backend import BackendError, IndexBackend, VectorIndex, check_backend
-from crossmodal.index.faiss_backend import FaissBackend
-from crossmodal.query import Filters
+from crossmodal.errors import BackendError, CollectionError, CrossmodalError
 from crossmodal.settings import IndexSettings
+from crossmodal.storage.backends import faiss_index
+from crossmodal.storage.backends.base import IndexBackend, VectorIndex
+from crossmodal.storage.backends.faiss_backend import FaissBackend
+from crossmodal.storage.catalog import Catalog
+from crossmodal.storage.feedback import FeedbackStore
+from crossmodal.storage.filters import Filters
+from crossmodal.storage.locks import writer_lock
+from crossmodal.storage.manifest import (
+    MANIFEST,
+    ModelInfo,
+    backend_spec,
+    milvus_module,
+    new_manifest,
+    read_manifest,
+    same_place,
+    write_manifest,
+)
+from crossmodal.storage.schema import open_database
 
 log = logging.getLogger(__name__)
 
-FORMAT = "crossmodal-collection"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 CATALOG = "catalog.sqlite"
 INDEX_KINDS: dict[str, tuple[str, ...]] = {
     "text": ("text",),
@@ -50,45 +58,16 @@ INDEX_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class CollectionError(CrossmodalError):
-    """A collection is missing, damaged, or was built with another model."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """Which aligner a collection's vectors come from."""
-
-    model_id: str
-    sha256: str | None
-    ref: str
-    embed_dim: int
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename, fsync of the folder: the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class Collection:
     """Open with `Collection.open` (existing) or `Collection.create`; close when done."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], milvus_token: str | None = None) -> None:
+    def __init__(self, folder: Path, manifest: dict[str, Any], milvus_token: str | None = None,
+                 create_catalog: bool = False) -> None:
         self.folder = folder
         self.manifest = manifest
-        self.catalog = Catalog(folder / CATALOG)
+        self.database = open_database(folder / CATALOG, create=create_catalog)
+        self.catalog = Catalog(self.database)
+        self.feedback = FeedbackStore(self.database)
         self._indexes: dict[str, VectorIndex] = {}
         self._manifest_stamp = self._stamp()
         self._refresh_lock = threading.Lock()
@@ -113,7 +92,7 @@ class Collection:
         with self._refresh_lock:
             if stamp == self._manifest_stamp:
                 return False
-            manifest = self.read_manifest(self.folder)
+            manifest = read_manifest(self.folder)
             if manifest["model"] != self.manifest["model"]:
                 raise CollectionError(f"collection {self.name!r} was rebuilt with another model; restart to use it")
             backend = self.backend
@@ -128,29 +107,12 @@ class Collection:
         return True
 
     # Opening.
-    @staticmethod
-    def read_manifest(folder: Path) -> dict[str, Any]:
-        path = folder / MANIFEST
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CollectionError(f"no collection at {folder} (no {MANIFEST}); build one with "
-                                  f"`crossmodal index PATH --index {folder.name}`") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CollectionError(f"{path}: unreadable collection manifest ({exc})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise CollectionError(f"{path}: not a crossmodal collection manifest")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise CollectionError(f"{path}: collection format {data.get('format_version')}, this crossmodal "
-                                  f"reads {FORMAT_VERSION}; rebuild it with `crossmodal index --rebuild`")
-        return data
-
     @classmethod
     def open(cls, folder: str | Path, milvus_token: str | None = None) -> Collection:
         """An existing collection; ``milvus_token`` authenticates to a Milvus server (else
         CROSSMODAL_MILVUS_TOKEN or the settings file's ``[index] milvus_token``)."""
         folder = Path(folder)
-        return cls(folder, cls.read_manifest(folder), milvus_token)
+        return cls(folder, read_manifest(folder), milvus_token)
 
     @classmethod
     def create(cls, folder: str | Path, model: ModelInfo, backend: dict[str, Any] | None = None,
@@ -159,23 +121,17 @@ class Collection:
         `new_backend_spec`; default FAISS)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "crossmodal_version": __version__,
-            "name": folder.name, "created_at": now, "updated_at": now,
-            "model": {"id": model.model_id, "sha256": model.sha256, "ref": model.ref, "embed_dim": model.embed_dim},
-            "backend": backend or {"name": "faiss"},
-            "catalog_generation": -1, "max_vector_id": 0, "counts": {}, "indexes": {},
-        }
-        atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
-        return cls(folder, manifest, milvus_token)
+        manifest = new_manifest(folder.name, model, backend or {"name": "faiss"})
+        collection = cls(folder, manifest, milvus_token, create_catalog=True)
+        write_manifest(folder, manifest)
+        return collection
 
     def close(self) -> None:
         for backend in [*self._retired, self._backend]:
             if backend is not None:
                 backend.close()
         self._retired.clear()
-        self.catalog.close()
+        self.database.close()
 
     def __enter__(self) -> Collection:
         return self
@@ -200,25 +156,16 @@ class Collection:
             raise CollectionError(
                 f"collection {self.name!r} was built with model {mine.model_id}, not {model.model_id}; "
                 f"search it without --model (its own model is used), or rebuild it for the new model with "
-                f"`crossmodal index PATH... --index {self.name} --model {model.ref} --rebuild`")
+                f"`crossmodal index PATH... --collection {self.name} --model {model.ref} --rebuild`")
 
     @property
     def stale(self) -> bool:
         """True when the catalog holds changes the index files do not (an interrupted run)."""
         return self.manifest.get("catalog_generation") != self.catalog.generation
 
-    @contextmanager
-    def writer_lock(self) -> Iterator[None]:
-        """One writer at a time per collection; readers are never blocked."""
-        with open(self.folder / ".lock", "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise CollectionError(f"collection {self.name!r} is being written by another process") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def writer_lock(self, wait: float = 0.0) -> AbstractContextManager[None]:
+        """One writer at a time per collection (see `locks.py`); readers are never blocked."""
+        return writer_lock(self.folder, wait)
 
     # Backend and indexes.
     @property
@@ -232,7 +179,7 @@ class Collection:
     def _make_backend(self, spec: dict[str, Any]) -> IndexBackend:
         if spec["name"] == "faiss":
             return FaissBackend(self.folder)
-        return _milvus().MilvusBackend(self.folder, self.catalog, spec, self._milvus_token)
+        return milvus_module().MilvusBackend(self.folder, self.catalog, spec, self._milvus_token)
 
     def sync_indexes(self, settings: IndexSettings, force: bool = False, progress=None) -> dict[str, Any]:
         """Bring the indexes up to the catalog: append new vectors where nothing was removed
@@ -255,7 +202,7 @@ class Collection:
         old = self.backend
         previous_threads = faiss_index.set_threads(settings.build_threads)
         try:
-            if _same_place(spec, backend_spec(self.manifest)):
+            if same_place(spec, backend_spec(self.manifest)):
                 return self._publish(old, settings, self.catalog.generation, True, progress)
             target = self._make_backend(spec)
             try:
@@ -310,7 +257,7 @@ class Collection:
         manifest = dict(self.manifest)
         manifest.update(backend=backend.spec(), indexes=written, catalog_generation=generation, max_vector_id=new_max,
                         counts=self.catalog.counts(), updated_at=time.time(), crossmodal_version=__version__)
-        atomic_write_text(self.folder / MANIFEST, json.dumps(manifest, indent=2))
+        write_manifest(self.folder, manifest)
         self.manifest = manifest
         self._indexes = loaded
         self._manifest_stamp = self._stamp()
@@ -366,34 +313,19 @@ class Collection:
         return self.index(name).search(q, k, selector_ids=selector_ids, filters=filters)
 
 
-def backend_spec(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's backend block; collections from before backends existed are FAISS."""
-    return manifest.get("backend") or {"name": "faiss"}
-
-
-def new_backend_spec(name: str, collection: str, milvus_uri: str = "") -> dict[str, Any]:
-    """The backend block for a new collection (or a migration): FAISS, or Milvus at ``milvus_uri``
-    (a server URL, or a Milvus Lite file; default ``milvus.db`` in the collection folder)."""
-    check_backend(name)
-    if name == "faiss":
-        if milvus_uri:
-            raise BackendError("--milvus-uri needs the milvus backend")
-        return {"name": "faiss"}
-    return _milvus().new_spec(milvus_uri, collection)
-
-
-def _same_place(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a["name"] == b["name"] and a.get("uri") == b.get("uri")
-
-
-def _milvus():
-    """The Milvus backend module, imported on demand: pymilvus is an optional dependency."""
+def clear_collection(folder: Path, milvus_token: str | None = None) -> None:
+    """Delete a collection's indexes (in its backend), manifest and catalog. The caller holds
+    the writer lock, so its file stays (deleting it would let a second writer lock a new file).
+    A damaged collection is cleared all the same."""
     try:
-        from crossmodal.index import milvus_backend
-    except ImportError as exc:
-        raise BackendError(f"the milvus backend needs pymilvus and milvus-lite ({exc}); install them with "
-                           f"pip install 'crossmodal[milvus]'") from None
-    return milvus_backend
+        old = Collection.open(folder, milvus_token=milvus_token)
+    except CrossmodalError:
+        old = None  # a damaged manifest or catalog: only files are left to delete
+    if old is not None:
+        with old:
+            old.drop_indexes()
+    for path in [folder / MANIFEST, *folder.glob("*.faiss"), *folder.glob(CATALOG + "*")]:
+        path.unlink(missing_ok=True)
 
 
 def collection_folder(name_or_path: str, root: Path) -> Path:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossmodal.catalog import Catalog
 from crossmodal.settings import PersonalSettings
+from crossmodal.storage.catalog import Catalog
+from crossmodal.storage.feedback import FeedbackStore
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,12 @@ class Preference:
         return self.vector is not None
 
 
-def preference_vector(catalog: Catalog, user: str | None, settings: PersonalSettings,
+def preference_vector(feedback: FeedbackStore, catalog: Catalog, user: str | None, settings: PersonalSettings,
                       now: float | None = None) -> Preference:
     """The user's preference vector, or an inactive one when they have no usable history."""
     if user is None:
         return Preference(None, 0)
-    events = catalog.feedback(user)
+    events = feedback.events(user)
     if not events:
         return Preference(None, 0)
     vectors = catalog.item_vectors([item for item, _, _ in events])
@@ -81,17 +82,10 @@ def mmr_order(scores: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> li
     return chosen
 
 
-def export_history(catalog: Catalog, user: str) -> dict:
-    """Everything stored about a user, as JSON-ready data."""
-    return {"user": user, "events": [{"item": item, "event": event, "ts": ts}
-                                     for item, event, ts in catalog.feedback(user)]}
-
-
 def personal_scores(pref: Preference, vectors: np.ndarray) -> np.ndarray:
     if not pref.active or len(vectors) == 0:
         return np.zeros(len(vectors), dtype=np.float32)
     return vectors @ pref.vector
 
 
-__all__: Sequence[str] = ["Preference", "blend", "export_history", "mmr_order", "personal_scores",
-                          "preference_vector"]
+__all__: Sequence[str] = ["Preference", "blend", "mmr_order", "personal_scores", "preference_vector"]

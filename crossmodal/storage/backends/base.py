@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
-from crossmodal.errors import CrossmodalError
-from crossmodal.query import Filters
+from crossmodal.errors import BackendError
 from crossmodal.settings import IndexSettings
+from crossmodal.storage.filters import Filters
 
 BACKENDS = ("faiss", "milvus")
 
@@ -143,10 +143,6 @@ class IndexBackend(ABC):
     def close(self) -> None:
         """Release connections (an open index is unusable afterwards)."""
         return None
-
-
-class BackendError(CrossmodalError):
-    """An index backend is unknown, unreachable, or refused an operation; the message says which."""
 
 
 def check_backend(name: str) -> str:

@@ -40,11 +40,12 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from crossmodal.catalog import Catalog
-from crossmodal.index import faiss_index
-from crossmodal.index.backend import BackendError, IndexBackend, VectorIndex
-from crossmodal.query import Filters
+from crossmodal.errors import BackendError
 from crossmodal.settings import IndexSettings
+from crossmodal.storage.backends import faiss_index
+from crossmodal.storage.backends.base import IndexBackend, VectorIndex
+from crossmodal.storage.catalog import Catalog
+from crossmodal.storage.filters import Filters
 
 log = logging.getLogger(__name__)
 

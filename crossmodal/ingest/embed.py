@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.open_clip_source import file_sha256
-from crossmodal.catalog import NewItem, NewSegment, stored_hashes
 from crossmodal.errors import CrossmodalError, DecodeError
 from crossmodal.ingest.chunk_text import TextChunk, chunk_text
 from crossmodal.ingest.decode import DecodeLimits, decode_audio, decode_image, read_small_file, read_text
-from crossmodal.ingest.sources import Candidate, Skip
+from crossmodal.ingest.discover import Candidate
 from crossmodal.ingest.workers import OrderedProcessMap, batched, fork_context
+from crossmodal.items import NewItem, NewSegment, Skip
 from crossmodal.media import Waveform
 from crossmodal.settings import IngestSettings
 
@@ -193,27 +191,18 @@ def embed_workers(settings: IngestSettings, aligner: Aligner) -> int:
 _WORKER: dict = {}
 
 
-def read_only_uri(path: str) -> str:
-    """SQLite's URI for opening a database read-only, with the path percent-encoded: a folder
-    named ``a#b`` or ``why?`` must not cut the path short at the ``#`` or ``?``."""
-    return Path(path).resolve().as_uri() + "?mode=ro"
-
-
-def _setup_worker(aligner: Aligner, settings: IngestSettings, weights: dict[str, float], catalog_path: str) -> None:
+def _setup_worker(aligner: Aligner, settings: IngestSettings, weights: dict[str, float], known: KnownHashes) -> None:
     """One torch thread per worker: OpenMP's thread pool does not survive fork (a forked child
     asking it for two threads hangs), and one process per core is the parallelism anyway."""
     import torch
 
     torch.set_num_threads(1)
-    catalog = sqlite3.connect(read_only_uri(catalog_path), uri=True, timeout=30.0)
-    _WORKER.update(aligner=aligner, settings=settings, weights=weights, catalog=catalog)
+    _WORKER.update(aligner=aligner, settings=settings, weights=weights, known=known)
 
 
 def _worker_batch(cands: Sequence[Candidate]) -> list[tuple[str | None, NewItem | Skip | None]]:
     """Runs in a worker; the candidates stay behind (the indexer has them), only results travel."""
-    catalog = _WORKER["catalog"]
-    outcomes = process_batch(cands, _WORKER["aligner"], _WORKER["settings"], _WORKER["weights"],
-                             lambda hashes: stored_hashes(catalog, hashes))
+    outcomes = process_batch(cands, _WORKER["aligner"], _WORKER["settings"], _WORKER["weights"], _WORKER["known"])
     return [(o.content_hash, o.item) for o in outcomes]
 
 
@@ -222,16 +211,17 @@ def _crashed(cand: Candidate) -> tuple[None, Skip]:
 
 
 def embed_stream(cands: Sequence[Candidate], aligner: Aligner, settings: IngestSettings,
-                 weights: dict[str, float], catalog_path: str, known: KnownHashes) -> Iterator[list[Outcome]]:
-    """Outcomes batch by batch, in input order. ``catalog_path`` lets workers check which
-    contents are stored already; ``known`` does it in this process."""
+                 weights: dict[str, float], known: KnownHashes) -> Iterator[list[Outcome]]:
+    """Outcomes batch by batch, in input order. ``known(hashes)`` says which contents are
+    stored already, so they are not embedded again; with workers it is called in each worker,
+    so it must be safe to call after a fork (it is inherited, never pickled)."""
     workers = embed_workers(settings, aligner)
     if workers == 0:
         for part in batched(cands, settings.batch_size):
             yield process_batch(part, aligner, settings, weights, known)
         return
     pool = OrderedProcessMap(_worker_batch, cands, workers, _crashed, setup=_setup_worker,
-                             setup_args=(aligner, settings, weights, catalog_path))
+                             setup_args=(aligner, settings, weights, known))
     done = 0
     for results in pool.run(settings.batch_size):
         yield [Outcome(cand, *result) for cand, result in zip(cands[done:done + len(results)], results)]

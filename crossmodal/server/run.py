@@ -7,11 +7,11 @@ import logging
 import signal
 from collections.abc import Callable
 
-from crossmodal.engine import Engine
-from crossmodal.http_api import create_app
+from crossmodal.core import Engine, set_search_threads
+from crossmodal.server.app import create_app
 from crossmodal.settings import Settings
 
-LOG = logging.getLogger("crossmodal.serve")
+LOG = logging.getLogger("crossmodal.server.run")
 
 
 class _Stop(Exception):
@@ -20,9 +20,12 @@ class _Stop(Exception):
 
 def serve(engine: Engine, settings: Settings, host: str = "127.0.0.1", port: int = 8000,
           on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; then stop accepting, close the engine, return."""
+    """Serve until SIGINT or SIGTERM; then stop accepting, close the engine, return. The process
+    is the server's, so it sets the search threads (`[search] faiss_threads`)."""
     from waitress import create_server
 
+    set_search_threads(settings.search.faiss_threads)
+    engine.load()
     app = create_app(engine, settings)
     # Bodies up to 4x the upload limit reach Flask, which answers 413 with a JSON error; waitress
     # refuses anything larger itself, from the Content-Length alone.

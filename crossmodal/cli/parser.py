@@ -1,0 +1,259 @@
+"""The `crossmodal` argument parser: one subcommand per operation, the same option names for
+the same things everywhere, and global options accepted before or after the subcommand.
+
+Old spellings keep working as aliases: ``--index NAME`` for ``--collection``, ``--index-root``
+for ``--root``, ``--manifest`` for ``--list``, ``user NAME`` and ``remove ID...`` positionally.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from crossmodal import __version__
+
+MODALITY_NAMES = ("text", "image", "audio")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def modality_list(text: str) -> list[str]:
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    items = [t[:-1] if t.endswith("s") and t[:-1] in MODALITY_NAMES else t for t in items]
+    bad = [t for t in items if t not in MODALITY_NAMES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown modality {bad[0]!r}; use text, image, audio")
+    return items
+
+
+def batch_sizes(text: str) -> dict[str, int]:
+    sizes = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        if key not in MODALITY_NAMES or not value.isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(f"expected modality=N pairs such as image=192,audio=96; got {part!r}")
+        sizes[key] = int(value)
+    return sizes
+
+
+def meta_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """Options every command takes. On the subcommands their defaults are suppressed, so a value
+    given before the subcommand is not reset by the subcommand's parser."""
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    g = p.add_argument_group("global options (before or after the command)")
+    g.add_argument("--json", action="store_true", default=default(False), help="print one JSON object on stdout")
+    g.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                   help="no progress bars or info messages")
+    g.add_argument("-v", "--verbose", action="store_true", default=default(False), help="debug messages")
+    g.add_argument("--settings", type=Path, metavar="FILE", default=default(None),
+                   help="settings TOML (default: ./crossmodal.toml, or the file named by CROSSMODAL_CONFIG)")
+    g.add_argument("--root", "--index-root", dest="root", type=Path, metavar="DIR", default=default(Path("indexes")),
+                   help="folder holding named collections (default: indexes)")
+
+
+def _collection_option(p: argparse.ArgumentParser, default: str = "default") -> None:
+    p.add_argument("-c", "--collection", "--index", dest="collection", default=default, metavar="NAME",
+                   help=f"collection: a name under --root, or a folder path (default: {default})")
+
+
+def _model_option(p: argparse.ArgumentParser, help_: str) -> None:
+    p.add_argument("--model", default=None, metavar="MODEL", help=help_)
+
+
+def _wait_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another process writing the collection (default: 0, fail at once)")
+
+
+def _backend_options(p: argparse.ArgumentParser, migrate: bool) -> None:
+    if migrate:
+        p.add_argument("--to", required=True, choices=["faiss", "milvus"], help="the backend to move the indexes to")
+    else:
+        p.add_argument("--backend", choices=["faiss", "milvus"], default=None,
+                       help="where a new collection keeps its indexes (default: faiss; an existing collection "
+                            "keeps its own, see `crossmodal migrate`)")
+    p.add_argument("--milvus-uri", default=None, metavar="URI",
+                   help="Milvus server such as http://host:19530 (default: a Milvus Lite file milvus.db in the "
+                        "collection folder)")
+    p.add_argument("--milvus-token", default=None, metavar="TOKEN",
+                   help="Milvus server token, user:password or API key; never stored (default: "
+                        "CROSSMODAL_MILVUS_TOKEN or [index] milvus_token)")
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
+
+
+def _query_options(p: argparse.ArgumentParser, default_k: int, k_help: str) -> None:
+    q = p.add_argument_group("query (any combination; weights apply in this order: text, image, audio)")
+    q.add_argument("--text", default=None, help="text to search with")
+    q.add_argument("--image", type=Path, default=None, metavar="FILE", help="image file to search with")
+    q.add_argument("--audio", type=Path, default=None, metavar="FILE", help="audio file to search with")
+    p.add_argument("-k", type=positive_int, default=default_k, help=f"{k_help} (default: {default_k})")
+
+
+def _training_options(p: argparse.ArgumentParser, hidden: bool = False, device: bool = True) -> None:
+    """Options of a training run; ``hidden`` keeps them accepted but out of the help (the
+    deprecated ``eval --folds``)."""
+    def h(text: str) -> str:
+        return argparse.SUPPRESS if hidden else text
+
+    g = p if hidden else p.add_argument_group("training")
+    g.add_argument("--config", default="starter-digits",
+                   help=h("aligner architecture: a shipped config name or a JSON path (default: starter-digits)"))
+    g.add_argument("--init", metavar="MODEL",
+                   help=h("start from a trained model (shipped name or checkpoint folder) instead of --config"))
+    g.add_argument("--epochs", type=positive_int, default=12, help=h("passes over the data (default: 12)"))
+    g.add_argument("--steps-per-epoch", type=positive_int, default=None,
+                   help=h("optimiser steps per epoch (default: one pass over the largest modality)"))
+    g.add_argument("--batch-sizes", type=batch_sizes, default=None, metavar="M=N,...",
+                   help=h("per-modality batch sizes (default: text=64,image=192,audio=96)"))
+    g.add_argument("--lr", type=float, default=2e-3, help=h("peak learning rate (default: 0.002)"))
+    g.add_argument("--weight-decay", type=float, default=0.05, help=h("AdamW weight decay (default: 0.05)"))
+    g.add_argument("--warmup-steps", type=int, default=100, help=h("linear warm-up steps (default: 100)"))
+    g.add_argument("--seed", type=int, default=0, help=h("random seed (default: 0)"))
+    g.add_argument("--freeze-backbones", type=modality_list, default=[], metavar="M,...",
+                   help=h("modalities whose backbone stays frozen; its features are computed once and cached "
+                          "(default: none)"))
+    g.add_argument("--intra-modal-weight", type=float, default=0.5,
+                   help=h("weight of the within-modality loss terms (default: 0.5)"))
+    g.add_argument("--no-augment", action="store_true", help=h("train without data augmentation"))
+    if device:
+        g.add_argument("--device", default="auto", help=h("auto, cpu, cuda, cuda:1, ... (default: auto)"))
+    g.add_argument("--threads", type=positive_int, default=None,
+                   help=h("CPU threads for torch (default: torch's own choice)"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crossmodal", description="Cross-modal semantic search over your "
+                                     "images, audio and text.")
+    parser.add_argument("--version", action="version", version=f"crossmodal {__version__}")
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        _global_options(p, suppress=True)
+        return p
+
+    p = command("demo", "index the bundled demo corpus, search it from every modality, serve the web UI")
+    _collection_option(p, default="demo")
+    _query_options(p, 3, "results per target modality")
+    _model_option(p, "shipped model name or checkpoint folder for a new demo collection (default: starter)")
+    p.add_argument("--no-serve", action="store_true", help="print the sample searches and exit (no web server)")
+    _server_options(p)
+
+    p = command("index", "index files, folders and JSONL item lists into a collection, incrementally")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders and .jsonl item lists")
+    _collection_option(p)
+    _model_option(p, "model of a new collection: shipped name or checkpoint folder (default: the collection's "
+                     "own, or starter)")
+    p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf_flat", "ivf_pq"], default=None,
+                   help="index type (default: auto, by size and memory budget)")
+    p.add_argument("--prune", action="store_true", help="remove entries whose files are gone")
+    p.add_argument("--rebuild", action="store_true", help="drop the collection's contents and index from scratch")
+    _backend_options(p, migrate=False)
+    _wait_option(p)
+
+    p = command("search", "search a collection by text, image or audio")
+    _collection_option(p)
+    _query_options(p, 10, "number of results")
+    p.add_argument("--weights", metavar="W,W,...", help="one positive weight per given part (default: equal)")
+    p.add_argument("--target", default=None, metavar="T,...",
+                   help="modalities to return: image, audio, text (singular or plural, any subset), or joint "
+                        "(default: all three)")
+    p.add_argument("--user", default=None, help="personalise with this user's feedback (default: nobody)")
+    p.add_argument("--fusion", choices=["early", "late"], default=None,
+                   help="how query parts combine (default: [search] fusion, early)")
+    p.add_argument("--merge", choices=["score", "rrf"], default=None,
+                   help="late-fusion merge (default: [search] late_merge, score)")
+    p.add_argument("--explain", action="store_true", help="print the plan and each result's score parts")
+    f = p.add_argument_group("filters")
+    f.add_argument("--only", type=modality_list, default=None, metavar="M,...", help="item modalities to keep")
+    f.add_argument("--uri-glob", default=None, metavar="PATTERN", help="keep items whose path matches this pattern")
+    f.add_argument("--meta", type=meta_pair, action="append", metavar="KEY=VALUE",
+                   help="keep items whose metadata has this value (repeatable)")
+    f.add_argument("--after", default=None, metavar="TIME", help="file modified at or after (ISO date or epoch s)")
+    f.add_argument("--before", default=None, metavar="TIME", help="file modified at or before (ISO date or epoch s)")
+    _model_option(p, "must be the collection's own model (default: the collection's own)")
+
+    p = command("feedback", "record a user's like, dislike or click on an item; it shapes their next search")
+    _collection_option(p)
+    p.add_argument("--user", required=True, help="user name")
+    p.add_argument("--item", required=True, type=positive_int, metavar="ID", help="item id, as search prints it")
+    e = p.add_mutually_exclusive_group(required=True)
+    e.add_argument("--like", action="store_true", help="the user liked the item")
+    e.add_argument("--dislike", action="store_true", help="the user disliked the item")
+    e.add_argument("--click", action="store_true", help="the user opened the item")
+
+    p = command("user", "export a user's feedback history as JSON (and optionally delete it)")
+    _collection_option(p)
+    p.add_argument("name", nargs="?", default=None, metavar="USER", help="user name (same as --user)")
+    p.add_argument("--user", default=None, help="user name")
+    p.add_argument("--delete", action="store_true", help="delete the history after printing it")
+
+    p = command("remove", "remove items from a collection by id or by path")
+    _collection_option(p)
+    p.add_argument("ids", nargs="*", type=positive_int, metavar="ID", help="item ids (same as --item)")
+    p.add_argument("--item", action="append", type=positive_int, default=[], metavar="ID",
+                   help="item id to remove (repeatable)")
+    p.add_argument("--uri", action="append", default=[], metavar="PATH", help="remove the item at this path "
+                   "(repeatable)")
+    _wait_option(p)
+
+    p = command("migrate", "move a collection's indexes to another backend without re-embedding")
+    _collection_option(p)
+    _backend_options(p, migrate=True)
+    _wait_option(p)
+
+    p = command("serve", "serve the HTTP API and the web UI for a collection")
+    _collection_option(p)
+    _server_options(p)
+    _model_option(p, "must be the collection's own model (default: the collection's own)")
+
+    p = command("train", "train an aligner on a JSONL item list (or cross-validate with --folds)")
+    p.add_argument("--list", "--manifest", dest="item_list", required=True, type=Path, metavar="FILE",
+                   help="JSONL item list: items or pairs, with labels or groups")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="folder for the best checkpoint and the training log (with --folds: one per fold)")
+    p.add_argument("--val", type=Path, metavar="FILE", help="validation item list (default: hold out "
+                   "--val-fraction of the training list)")
+    p.add_argument("--val-fraction", type=float, default=0.05,
+                   help="share of the training list held out for validation (default: 0.05)")
+    p.add_argument("--folds", type=positive_int, default=None, metavar="K",
+                   help="K-fold cross-validated training and evaluation instead of one run")
+    _training_options(p)
+
+    p = command("eval", "retrieval metrics of a model on a labelled JSONL item list")
+    p.add_argument("--list", "--manifest", dest="item_list", required=True, type=Path, metavar="FILE",
+                   help="JSONL item list with labels")
+    _model_option(p, "shipped model name or checkpoint folder (default: starter)")
+    p.add_argument("--directions", default=None, metavar="Q->G,...",
+                   help="query->gallery directions such as 'audio->image' (default: all nine)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+    p.add_argument("--folds", type=positive_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, default=Path("build/folds"), help=argparse.SUPPRESS)
+    p.add_argument("--val-fraction", type=float, default=0.1, help=argparse.SUPPRESS)
+    _training_options(p, hidden=True, device=False)
+
+    p = command("models", "list shipped models, aligner configs and (with --open-clip) open_clip architectures")
+    p.add_argument("--open-clip", action="store_true", help="also list open_clip architectures")
+    return parser

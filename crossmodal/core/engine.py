@@ -1,0 +1,257 @@
+"""The core API: an `Engine` over one collection, the only door the CLI, the HTTP server, the
+demo and Python code go through.
+
+    from crossmodal import Engine, query_from_fields
+
+    with Engine.open("mine", create=True) as engine:            # indexes/mine, the starter model
+        engine.index(["photos/", "clips/"])
+        response = engine.search(query_from_fields({"text": "a dog barking", "k": 5}))
+        engine.feedback("ana", response.results[0].id, "like")
+
+One engine may serve many threads at once: they share the loaded model and the collection's
+indexes (FAISS and torch inference are safe for concurrent reads; a Milvus backend is a client
+of its server), each thread has its own SQLite connection, and only small caches take a lock.
+The model and the indexes are loaded on first use, so commands that need neither (feedback,
+user history, removal) do not pay for them; a server calls `load` at start instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from crossmodal import __version__
+from crossmodal.aligner.model import Aligner
+from crossmodal.aligner.registry import DEFAULT_MODEL, load_aligner
+from crossmodal.core.indexing import IndexReport, check_backend_request, index_paths, model_info, remove_items
+from crossmodal.core.item_media import ItemMedia, item_media, thumbnail_png
+from crossmodal.core.query_inputs import decode_query
+from crossmodal.errors import NotFoundError, QueryError
+from crossmodal.search.planner import Plan, Planner
+from crossmodal.search.query import Query, SearchResult, check_user, item_id_from
+from crossmodal.search.rerank import preference_vector
+from crossmodal.settings import DEFAULT_COLLECTION, DEFAULT_ROOT, Settings, load_settings
+from crossmodal.storage.collection import Collection, clear_collection, collection_folder
+from crossmodal.storage.feedback import FEEDBACK_EVENTS
+from crossmodal.storage.locks import writer_lock
+from crossmodal.storage.manifest import MANIFEST, ModelInfo, backend_spec, new_backend_spec
+
+
+def set_search_threads(threads: int) -> int:
+    """OpenMP threads for index searches in this process (0: all cores); returns the previous
+    count. A process-wide setting, so only a front end that owns the process calls it."""
+    from crossmodal.storage.backends.faiss_index import set_threads
+
+    return set_threads(threads)
+
+
+@dataclass
+class SearchResponse:
+    """Results, and the plan that produced them."""
+
+    results: list[SearchResult]
+    plan: Plan
+
+    def as_dict(self, explain: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"results": [r.as_dict() for r in self.results]}
+        if explain:
+            out["plan"] = self.plan.as_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class RemoveReport:
+    """What `Engine.remove` did: how many items went, and which ids or uris were not there."""
+
+    removed: int
+    not_found: list
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"removed": self.removed, "not_found": self.not_found}
+
+
+class Engine:
+    """Index, search, feedback and user history over one collection, with its own model."""
+
+    def __init__(self, collection: Collection, settings: Settings, model: str | None = None,
+                 aligner: Aligner | None = None) -> None:
+        self.collection = collection
+        self.settings = settings
+        self._model_ref = model
+        self._aligner = aligner
+        self._planner: Planner | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, collection: str | Path = DEFAULT_COLLECTION, *, root: str | Path = DEFAULT_ROOT,
+             settings: Settings | None = None, model: str | None = None, aligner: Aligner | None = None,
+             create: bool = False, rebuild: bool = False) -> Engine:
+        """Open a collection by name (a folder under ``root``) or by path.
+
+        ``create`` makes it when it does not exist yet, bound to ``model`` (default: the starter
+        model) and to the backend the settings name. ``rebuild`` first deletes what it holds,
+        under its writer lock. An existing collection is searched with its own model; naming
+        another is refused (its vectors would not be comparable)."""
+        settings = settings or load_settings()
+        folder = collection_folder(str(collection), Path(root))
+        token = settings.index.milvus_token or None
+        if rebuild or (create and not (folder / MANIFEST).is_file()):
+            with writer_lock(folder):
+                if rebuild:
+                    clear_collection(folder, token)
+                if not (folder / MANIFEST).is_file():
+                    ref = model or DEFAULT_MODEL
+                    aligner = aligner or load_aligner(ref)
+                    spec = new_backend_spec(settings.index.backend or "faiss", folder.name, settings.index.milvus_uri)
+                    coll = Collection.create(folder, model_info(aligner, ref), spec, token)
+                    return cls(coll, settings, ref, aligner)
+        coll = Collection.open(folder, milvus_token=token)
+        engine = cls(coll, settings, model, aligner)
+        try:
+            if model is not None or aligner is not None:
+                coll.check_model(model_info(engine.aligner, model or coll.model.ref))
+        except BaseException:
+            coll.close()
+            raise
+        return engine
+
+    def close(self) -> None:
+        self.collection.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # What it is.
+    @property
+    def name(self) -> str:
+        return self.collection.name
+
+    @property
+    def folder(self) -> Path:
+        return self.collection.folder
+
+    @property
+    def model(self) -> ModelInfo:
+        """The model the collection's vectors come from."""
+        return self.collection.model
+
+    @property
+    def stale(self) -> bool:
+        """True when the catalog holds changes the indexes do not (an interrupted run)."""
+        return self.collection.stale
+
+    @property
+    def aligner(self) -> Aligner:
+        """The collection's model, loaded on first use."""
+        with self._lock:
+            if self._aligner is None:
+                self._aligner = load_aligner(self._model_ref or self.collection.model.ref)
+            return self._aligner
+
+    @property
+    def planner(self) -> Planner:
+        aligner = self.aligner
+        with self._lock:
+            if self._planner is None:
+                self._planner = Planner(self.collection, aligner, self.settings)
+            return self._planner
+
+    def load(self) -> Engine:
+        """Load the model and open every index now (a server does this before its first request)."""
+        _ = self.planner
+        for name in self.collection.manifest["indexes"]:
+            self.collection.index(name)
+        return self
+
+    def counts(self) -> dict[str, int]:
+        return self.collection.catalog.counts()
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "collection": self.name, "model": self.model.model_id,
+                "items": self.counts().get("items", 0), "stale": self.stale, "version": __version__}
+
+    # Writing content (each holds the collection's writer lock).
+    def index(self, paths: Sequence[str | Path], *, prune: bool = False, progress: bool = True,
+              on_batch: Callable[[int], None] | None = None, wait: float = 0.0) -> IndexReport:
+        """Index files, folders and JSONL item lists, incrementally, and publish the indexes.
+        ``wait`` is how long to wait for another writer before giving up."""
+        with self.collection.writer_lock(wait):
+            self.collection.refresh()
+            check_backend_request(self.collection, self.settings.index)
+            return index_paths(self.collection, self.aligner, paths, self.settings, prune=prune,
+                               progress=progress, on_batch=on_batch)
+
+    def remove(self, item_ids: Sequence[int] = (), uris: Sequence[str] = (), wait: float = 0.0) -> RemoveReport:
+        """Remove items by catalog id and by uri."""
+        with self.collection.writer_lock(wait):
+            self.collection.refresh()
+            removed, missing = remove_items(self.collection, item_ids, uris, self.settings.index)
+        return RemoveReport(removed, missing)
+
+    def migrate(self, to: str, milvus_uri: str = "", wait: float = 0.0) -> dict[str, Any]:
+        """Move the indexes to another backend (or Milvus server), copying the catalog's vectors:
+        nothing is re-embedded."""
+        with self.collection.writer_lock(wait):
+            self.collection.refresh()
+            before = backend_spec(self.collection.manifest)
+            spec = new_backend_spec(to, self.name, milvus_uri)
+            manifest = self.collection.migrate(spec, self.settings.index)
+        return {"collection": self.name, "from": before, "backend": manifest["backend"],
+                "indexes": manifest["indexes"]}
+
+    # Searching.
+    def search(self, query: Query) -> SearchResponse:
+        """Ranked results for a query, personalised when it names a user with history. Image and
+        audio files are checked and decoded here, within the `[search]` bounds."""
+        self.collection.refresh()
+        query = decode_query(query, self.settings.search)
+        pref = preference_vector(self.collection.feedback, self.collection.catalog, query.user,
+                                 self.settings.personal)
+        plan, results = self.planner.run(query, pref)
+        return SearchResponse(results, plan)
+
+    def explain(self, query: Query) -> SearchResponse:
+        """`search` with the plan and every result's score parts."""
+        return self.search(replace(query, explain=True))
+
+    # People.
+    def feedback(self, user: str, item_id: int | str, event: str) -> int:
+        """Record like / dislike / click; it shapes the user's very next query."""
+        if not isinstance(event, str) or event not in FEEDBACK_EVENTS:
+            raise QueryError(f"event: expected one of {list(FEEDBACK_EVENTS)}")
+        return self.collection.feedback.add(check_user(user), item_id_from(item_id), event)
+
+    def export_user(self, user: str) -> dict[str, Any]:
+        """Everything stored about a user."""
+        return self.collection.feedback.export(check_user(user))
+
+    def delete_user(self, user: str) -> int:
+        """Forget a user's history; their next query is neutral again. Returns events deleted."""
+        return self.collection.feedback.delete_user(check_user(user))
+
+    # Items.
+    def item(self, item_id: int) -> dict[str, Any] | None:
+        """One catalogued item: modality, uris, metadata, segments; None when there is none."""
+        if isinstance(item_id, bool) or not isinstance(item_id, int) or not 0 < item_id < 2**63:
+            return None
+        return self.collection.catalog.item(item_id)
+
+    def _item_or_error(self, item_id: int) -> dict[str, Any]:
+        item = self.item(item_id)
+        if item is None:
+            raise NotFoundError(f"no item {item_id}")
+        return item
+
+    def media(self, item_id: int) -> ItemMedia:
+        """The item's catalogued file (with its sniffed type) or, for a text item, its text."""
+        return item_media(self._item_or_error(item_id))
+
+    def thumbnail(self, item_id: int, size: int | str = 256) -> bytes:
+        """A PNG thumbnail of an image item."""
+        return thumbnail_png(self._item_or_error(item_id), size, self.settings.ingest.max_image_pixels)

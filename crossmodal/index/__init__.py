@@ -1,1 +1,0 @@
-"""Vector indexes: FAISS build, search, removal and persistence keyed by catalog ids."""

@@ -1,0 +1,1 @@
+"""Search: a query validated once, planned over the indexes, reranked for the user."""

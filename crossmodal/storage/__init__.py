@@ -1,0 +1,1 @@
+"""Storage: a collection on disk: its catalog, users and feedback, manifest and vector indexes."""
