@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from crossmodal.errors import CrossmodalError
-from crossmodal.index import faiss_index
-from crossmodal.index.faiss_index import (
+from crossmodal.storage.backends import faiss_index
+from crossmodal.storage.backends.faiss_index import (
     INDEX_KINDS,
     IndexFileError,
     IndexInputError,

@@ -12,8 +12,8 @@ from PIL import Image
 
 from crossmodal.errors import DecodeError
 from crossmodal.ingest.chunk_text import chunk_text
+from crossmodal.ingest.discover import discover
 from crossmodal.ingest.sniff import sniff_bytes, sniff_file
-from crossmodal.ingest.sources import discover
 
 
 def _image_bytes(fmt: str, mode: str = "L") -> bytes:
