@@ -19,18 +19,21 @@ from pathlib import Path
 
 # Scripts run from a checkout, not an installed package: make `crossmodal` importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run from a checkout: the research package `starter` lives beside this script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from crossmodal.errors import CrossmodalError
-from crossmodal.ingest.item_list import write_item_list
-from crossmodal.training.digits_world import (
+from starter.digits_world import (
     DIGIT_WORDS,
     FSDD_TEST_INDEXES,
     captions,
     fsdd_recordings,
-    load_mnist,
     save_png_atomic,
     select_class_balanced,
 )
+from starter.mnist import load_mnist
+
+from crossmodal.errors import CrossmodalError
+from crossmodal.ingest.item_list import write_item_list
 
 LOG = logging.getLogger("build_demo_corpus")
 IMAGES_PER_DIGIT = 30
@@ -105,7 +108,7 @@ crossmodal. It is rebuilt by `scripts/build_demo_corpus.py`.
 
 ## text/ and the captions in manifest.jsonl
 - {n_text} short texts about the digits and {n_captions} captions (held-out caption templates
-  of `crossmodal.training.digits_world`), written for crossmodal and distributed under the
+  of `scripts/starter/digits_world.py`), written for crossmodal and distributed under the
   same licence as the crossmodal source code.
 
 The audio and image files remain under their original licences (share-alike): if you

@@ -5,7 +5,7 @@ Needs at least one of espeak-ng, flite, festival (apt-get install espeak-ng flit
 festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts). Voices are split by identity into a
 training pool and an evaluation pool, so the two never share a voice.
 
-Training audio for the starter model (train_starter_model.py --extra-audio does this itself):
+Training audio for the starter model (train_starter_model.py --tts-voices does this itself):
     python scripts/make_tts_digits.py --pool train --voices 240 --out build/tts-train
 A check on voices nothing trained on:
     python scripts/make_tts_digits.py --pool eval --voices 60 --out build/tts-eval
@@ -22,11 +22,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+# Run from a checkout: the research package `starter` lives beside this script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from starter.digits_world import captions
+from starter.tts_voices import write_tts_manifest
+
 from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.errors import ConfigError
 from crossmodal.ingest.item_list import read_item_list
-from crossmodal.training.digits_world import captions
-from crossmodal.training.tts_voices import write_tts_manifest
 
 
 def main(argv: list[str] | None = None) -> int:

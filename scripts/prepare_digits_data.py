@@ -15,10 +15,13 @@ from pathlib import Path
 
 # Scripts run from a checkout, not an installed package: make `crossmodal` importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run from a checkout: the research package `starter` lives beside this script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from starter.digits_world import write_digits_manifests
 
 from crossmodal.errors import CrossmodalError
 from crossmodal.ingest.item_list import read_item_list
-from crossmodal.training.digits_world import write_digits_manifests
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -8,14 +8,13 @@ audio backbone, with a cosine classifier over the ten digits, on the other speak
 training takes (5-49) with the recipe's augmentation, then classifies every recording of the
 held-out speaker through the inference path (silence trimmed, windows averaged).
 
-It shows the full run's failures: jackson's "two" heard as "zero" (28 and 31 of 50 over two
-seeds; 22 in the full run), nicolas's "three" as "two" and "six". Its accuracy, 0.888 / 0.894
-for jackson and 0.874 / 0.890 for nicolas (seeds 0 / 1), is near the full run's audio->text
-recall@1 (0.906 and 0.882), but one probe moves by up to 3 points with the seed: a change has
-to win by more than that, on more than one seed, before a full run is worth its 17 minutes.
+It shows the same confusions as the full run and lands near its audio->text recall@1, but
+one probe moves by up to 3 points with the seed: a change has to win by more than that, on
+more than one seed, before a full run is worth its time. The figures it gave are in
+docs/research/unseen-voices.md.
 
     python scripts/probe_unseen_voice.py --data ../shared/data --holdout nicolas \\
-        --audio-augment '{"band_noise_prob": 0.4}'
+        --audio-augment '{"speed": [0.75, 1.3]}'
 
 Prints one JSON object: accuracy, the most frequent confusions (true digit, heard as, count).
 """
@@ -35,6 +34,11 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+# Run from a checkout: the research package `starter` lives beside this script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from starter.digits_world import FSDD_TRAIN_INDEXES, fsdd_recordings, fsdd_speakers
+
 from crossmodal.aligner.audio_towers import AudioCnnBackbone, to_model_rate
 from crossmodal.aligner.config import AudioCnnCfg
 from crossmodal.aligner.registry import create_aligner
@@ -42,7 +46,6 @@ from crossmodal.errors import CrossmodalError
 from crossmodal.ingest.decode import decode_audio
 from crossmodal.media import Waveform
 from crossmodal.training.augment_audio import AudioAugmentCfg, FeatureAugment, audio_training_view
-from crossmodal.training.digits_world import FSDD_TRAIN_INDEXES, fsdd_recordings, fsdd_speakers
 from crossmodal.training.trainer import length_buckets, warmup_cosine
 
 Clip = tuple[np.ndarray, int]

@@ -16,9 +16,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+# Run from a checkout: the research package `starter` lives beside this script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from starter.recipe import train_digits_aligner
+
 from crossmodal.aligner.registry import PRETRAINED_DIR
 from crossmodal.errors import CrossmodalError
-from crossmodal.training.digits_recipe import train_digits_aligner
 from crossmodal.training.trainer import TrainCfg
 
 
@@ -38,10 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default=None, help='JSON object, e.g. {"image": 64}')
     parser.add_argument("--audio-augment", default=None,
                         help='JSON object overriding audio augmentation, e.g. {"speed": [0.75, 1.3]}')
-    parser.add_argument("--speaker-adversarial", type=float, default=0.0,
-                        help="weight of a gradient-reversed speaker classifier on the audio embeddings (0: off)")
-    parser.add_argument("--weight-average-from", type=float, default=0.0,
-                        help="average the weights from this fraction of training on (0: off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     cfg = TrainCfg(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
-                   threads=args.threads, device=args.device, progress=not args.quiet,
-                   speaker_adversarial=args.speaker_adversarial, weight_average_from=args.weight_average_from)
+                   threads=args.threads, device=args.device, progress=not args.quiet)
     if args.batch_sizes:
         cfg.batch_sizes.update(json.loads(args.batch_sizes))
     if args.audio_augment:

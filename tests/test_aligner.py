@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from PIL import Image
 
 from crossmodal.aligner import AlignerCfg, create_aligner, load_aligner, save_aligner
@@ -177,19 +176,3 @@ def test_bad_configs_name_the_problem(mutation, message):
     mutation(cfg)
     with pytest.raises(ConfigError, match=message):
         create_aligner(AlignerCfg.from_dict(cfg))
-
-
-def test_cepstral_smoothing_keeps_the_envelope_and_drops_harmonics():
-    from crossmodal.aligner.audio_towers import cepstral_smoother
-
-    smoother = cepstral_smoother(40, 14)
-    assert torch.allclose(smoother @ smoother, smoother, atol=1e-5)  # a projection
-    bands = torch.arange(40, dtype=torch.float32)
-    envelope = torch.cos(torch.pi * 3 * (bands + 0.5) / 40)
-    ripple = torch.cos(torch.pi * 30 * (bands + 0.5) / 40)  # fine structure, like resolved pitch harmonics
-    smoothed = smoother @ (envelope + ripple)
-    assert torch.allclose(smoothed, envelope, atol=1e-4)
-    cfg = json.loads(json.dumps(TINY))
-    cfg["towers"]["audio"]["backbone"]["cepstral_keep"] = 14
-    vecs = create_aligner(AlignerCfg.from_dict(cfg)).embed_audio_clips([Waveform(_tone(0.5, 8000), 8000)])
-    assert vecs.shape == (1, 32) and np.isfinite(vecs).all()

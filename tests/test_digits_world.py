@@ -18,10 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
-
-from crossmodal.errors import ConfigError, DecodeError
-from crossmodal.ingest.item_list import read_item_list
-from crossmodal.training.digits_world import (
+from starter.digits_world import (
     DIGIT_WORDS,
     HELDOUT_TEMPLATES,
     TRAIN_TEMPLATES,
@@ -29,12 +26,13 @@ from crossmodal.training.digits_world import (
     captions,
     fsdd_recordings,
     fsdd_speakers,
-    load_mnist,
-    read_idx_images,
-    read_idx_labels,
     select_class_balanced,
     write_digits_manifests,
 )
+from starter.mnist import load_mnist, read_idx_images, read_idx_labels
+
+from crossmodal.errors import ConfigError, DecodeError
+from crossmodal.ingest.item_list import read_item_list
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -249,7 +247,7 @@ def test_fsdd_recordings_parse_names_and_skip_strays(
         (tmp_path / stray).write_bytes(b"")
     (tmp_path / "3_lucas_1.wav").mkdir()  # a folder, not a recording
 
-    with caplog.at_level(logging.WARNING, logger="crossmodal.training.digits_world"):
+    with caplog.at_level(logging.WARNING, logger="starter.digits_world"):
         recs = fsdd_recordings(tmp_path)
 
     assert [r.path.name for r in recs] == ["0_george_3.wav", "7_theo_12.wav", "7_theo_2.wav",
@@ -467,7 +465,7 @@ def test_unseen_voice_probe_learns_the_digits_and_reports_the_held_out_voice(tmp
                 sf.write(rec_dir / f"{digit}_{speaker}_{index}.wav", tone, 8000, subtype="PCM_16")
     done = run_script("probe_unseen_voice.py", "--data", str(tmp_path / "data"), "--holdout", "carol",
                       "--steps", "40", "--batch", "16", "--threads", "1", "-q",
-                      "--audio-augment", '{"band_noise_prob": 0.3}', cwd=tmp_path)
+                      "--audio-augment", '{"reverb_prob": 0.5}', cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["holdout"] == "carol" and summary["clips"] == 12

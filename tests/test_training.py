@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,17 +12,11 @@ import torch
 
 from crossmodal.aligner import AlignerCfg, create_aligner, load_aligner
 from crossmodal.demo.showcase import CORPUS_DIR
-from crossmodal.evaluation.manifest_eval import holdout_split
-from crossmodal.ingest.item_list import read_item_list
-from crossmodal.training.data import IdTable, load_dataset
-from crossmodal.training.trainer import (
-    TrainCfg,
-    _Batches,
-    _WeightAverage,
-    evaluate_dataset,
-    seed_everything,
-    train,
-)
+from crossmodal.evaluation.dataset import IdTable, image_batch, load_dataset
+from crossmodal.evaluation.evaluate import embed_dataset, evaluate_dataset, evaluate_model_on_list, holdout_split
+from crossmodal.ingest.item_list import read_item_list, write_item_list
+from crossmodal.training.run import cross_validate_list, train_on_list
+from crossmodal.training.trainer import TrainCfg, _Batches, seed_everything, train
 
 SMALL = {
     "name": "small-test", "embed_dim": 32,
@@ -89,86 +85,79 @@ def test_training_is_seeded_and_reproducible(corpus_split, tmp_path):
     assert (vectors[0] == vectors[1]).all()
 
 
-def test_audio_items_carry_their_speaker(corpus_split):
-    fit_items, _ = corpus_split
-    data = load_dataset(fit_items, load_aligner("starter"), progress=False)
-    audio = data.modalities["audio"]
-    names = [it.meta.get("speaker") for it in fit_items if it.modality == "audio"]
-    assert len(set(audio.speakers.tolist())) == len(set(names)) >= 2
-    assert (data.modalities["text"].speakers == -1).all()
+def test_evaluation_never_imports_training():
+    """Imports point one way: training uses evaluation, evaluation stands alone."""
+    code = ("import sys, crossmodal.evaluation.evaluate, crossmodal.evaluation.dataset; "
+            "print([m for m in sys.modules if m.startswith('crossmodal.training')])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
-def test_the_speaker_adversary_pushes_the_embeddings_the_other_way():
-    import torch
-    from torch.nn import functional as F
-
-    from crossmodal.training.trainer import _speaker_loss
-
-    torch.manual_seed(0)
-    adversary = torch.nn.Linear(8, 3)
-    speakers = torch.tensor([0, 1, 2, -1, 1])
-    feats = torch.randn(5, 8, requires_grad=True)
-    _speaker_loss(adversary, feats, speakers, progress=1.0, weight=0.5).backward()
-    reversed_grad = feats.grad.clone()
-    feats.grad = None
-    known = speakers >= 0
-    F.cross_entropy(adversary(feats[known]), speakers[known]).backward()
-    ramp = 2.0 / (1.0 + torch.exp(torch.tensor(-10.0))) - 1.0
-    torch.testing.assert_close(reversed_grad[known], -0.5 * ramp * feats.grad[known])
-    assert reversed_grad[3].abs().sum() == 0  # an unknown speaker teaches nothing
-    assert float(_speaker_loss(adversary, feats, speakers, progress=0.0, weight=0.5).detach()) == 0.0
+def test_training_and_evaluation_prepare_images_alike(corpus_split):
+    """Without augmentation the trainer's image batch is the one evaluation embeds."""
+    aligner = load_aligner("starter")
+    data = load_dataset([it for it in corpus_split[1] if it.modality == "image"][:20], aligner, progress=False)
+    images = data.modalities["image"]
+    idx = np.arange(len(images))
+    (trained,) = _Batches(aligner, TrainCfg(), 0).image(images, idx, False)
+    assert torch.equal(trained, image_batch(aligner, images, idx))
+    assert trained.shape == (20, 1, 28, 28)
+    with torch.inference_mode():
+        direct = aligner.encode_image(trained).numpy()
+    np.testing.assert_array_equal(embed_dataset(aligner, images), direct)
+    (augmented,) = _Batches(aligner, TrainCfg(), 0).image(images, idx, True)
+    assert not torch.equal(augmented, trained)
 
 
-def test_training_with_the_speaker_adversary_runs_and_keeps_a_checkpoint(corpus_split, tmp_path):
-    aligner, fit, test = _fresh_heads_on_starter(corpus_split)
-    cfg = TrainCfg(epochs=1, steps_per_epoch=4, warmup_steps=1, freeze_backbones=["text", "image", "audio"],
-                   batch_sizes={"text": 32, "image": 32, "audio": 32}, progress=False, augment=False,
-                   speaker_adversarial=1.0)
-    head = aligner.tower("audio").head[0].weight.detach().clone()
-    result = train(aligner, fit, None, cfg, tmp_path / "ck")
-    assert result.history[0]["loss"] == result.history[0]["loss"]  # finite, not NaN
-    assert (tmp_path / "ck" / "model.safetensors").is_file()
-    assert not aligner.tower("audio").head[0].weight.detach().equal(head)
+def _small_list(tmp_path, items, name="items.jsonl"):
+    rows = [{"modality": it.modality, "label": it.label,
+             **({"text": it.text} if it.modality == "text" else {"path": str(it.path)})} for it in items]
+    write_item_list(tmp_path / name, rows)
+    return tmp_path / name
 
 
-def test_weight_average_is_the_mean_of_every_step_it_saw():
-    seed_everything(3)
-    aligner = create_aligner(AlignerCfg.from_dict(json.loads(json.dumps(SMALL))))
-    average = _WeightAverage(aligner)
-    snapshots = []
-    for _ in range(3):
-        with torch.no_grad():
-            for p in aligner.parameters():
-                p.add_(torch.randn_like(p))
-        snapshots.append([p.detach().clone() for p in aligner.parameters()])
-        average.update(aligner)
-    for mean, *steps in zip(average.model.parameters(), *snapshots):
-        torch.testing.assert_close(mean, torch.stack(steps).mean(dim=0))
+def _small_config(tmp_path):
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps(SMALL))
+    return path
 
 
-def test_weight_average_measures_batch_norm_again_for_the_averaged_weights(corpus_split):
-    """Running statistics gathered for other weights are replaced by ones measured on training
-    batches through the averaged model (here the audio CNN's), and the layers' momentum is kept."""
-    aligner, fit, _ = _fresh_heads_on_starter(corpus_split)
-    average = _WeightAverage(aligner)
-    average.update(aligner)
-    cfg = TrainCfg(batch_sizes={"text": 16, "image": 16, "audio": 16}, freeze_backbones=["text", "image"])
-    norm = average.model.tower("audio").backbone.features[1]
-    before = norm.running_mean.clone()
-    average.refresh_batch_norm(fit, _Batches(aligner, cfg, 0), cfg, ["audio"], {}, np.random.default_rng(0), steps=5)
-    assert int(norm.num_batches_tracked) == 5 and norm.momentum == 0.1
-    assert not norm.running_mean.equal(before) and torch.isfinite(norm.running_var).all()
-    assert not average.model.training
+def test_train_on_list_splits_trains_and_reports_what_it_skipped(corpus_split, tmp_path):
+    items = corpus_split[0][:200]
+    listed = _small_list(tmp_path, items)
+    cfg = TrainCfg(epochs=1, steps_per_epoch=2, batch_sizes={"text": 16, "image": 16}, progress=False, threads=1)
+    result, summary, skipped = train_on_list(listed, tmp_path / "ck", cfg, config=_small_config(tmp_path),
+                                             val_fraction=0.2, progress=False)
+    audio = sum(it.modality == "audio" for it in items)
+    assert audio and len(skipped) == audio and all("no audio tower" in why for _, why in skipped)
+    assert summary["skipped"] == audio and summary["best_epoch"] == result.best_epoch == 1
+    assert sum(summary["counts"].values()) < len(items) - audio  # a fifth held out for validation
+    saved = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert saved["trained_on"]["item_list"] == str(listed.resolve())
+    assert saved["aligner"]["name"] == "small-test"
+
+    tuned, _, _ = train_on_list(listed, tmp_path / "tuned", cfg, init=tmp_path / "ck",
+                                val_list=_small_list(tmp_path, corpus_split[1][:60], "val.jsonl"), progress=False)
+    assert tuned.history[0]["val"]
 
 
-def test_training_with_weight_averaging_validates_and_keeps_the_average(corpus_split, tmp_path):
-    aligner, fit, test = _fresh_heads_on_starter(corpus_split)
-    cfg = TrainCfg(epochs=2, steps_per_epoch=3, warmup_steps=1, freeze_backbones=["text", "image"],
-                   batch_sizes={"text": 16, "image": 16, "audio": 16}, progress=False, threads=1,
-                   weight_average_from=0.5)
-    result = train(aligner, fit, test, cfg, tmp_path / "ck")
-    assert "averaged_steps" not in result.history[0]
-    assert result.history[1]["averaged_steps"] == 3
-    saved = load_aligner(tmp_path / "ck").tower("audio").backbone.features[1]
-    tracked = int(saved.num_batches_tracked)
-    assert tracked == 20 if result.best_epoch == 2 else tracked > 20
+def test_cross_validate_list_reports_every_fold(corpus_split, tmp_path):
+    fit_items = corpus_split[0]
+    listed = _small_list(tmp_path, [it for it in fit_items if it.modality == "image"][:100]
+                         + [it for it in fit_items if it.modality == "text"])
+    cfg = TrainCfg(epochs=1, steps_per_epoch=2, batch_sizes={"text": 16, "image": 16}, progress=False, threads=1)
+    summary = cross_validate_list(listed, _small_config(tmp_path), cfg, 2, tmp_path / "folds", progress=False,
+                                  val_fraction=0.2)
+    r1 = summary["image->text"]["recall@1"]
+    assert len(r1["folds"]) == 2 and min(r1["folds"]) <= r1["mean"] <= max(r1["folds"])
+    assert (tmp_path / "folds" / "fold1" / "model.safetensors").is_file()
+
+
+def test_evaluate_model_on_list_names_the_model_and_scores_every_direction(corpus_split, tmp_path):
+    items = [it for m in ("image", "audio", "text") for it in corpus_split[1] if it.modality == m][::6]
+    report = evaluate_model_on_list(_small_list(tmp_path, items), "starter", "cpu", ["audio->text", "image->text"],
+                                    progress=False)
+    assert report.model_id == load_aligner("starter").model_id
+    assert set(report.metrics) == {"audio->text", "image->text"} and not report.skipped
+    assert report.metrics["image->text"]["recall@1"] > 0.8
+

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from starter.tts_voices import draw_voices, installed_engines, write_tts_manifest
 
 from crossmodal.ingest.decode import decode_audio
 from crossmodal.ingest.item_list import read_item_list
-from crossmodal.training.tts_voices import draw_voices, installed_engines, write_tts_manifest
 
 ENGINES = installed_engines()
 pytestmark = pytest.mark.skipif(not ENGINES, reason="no speech synthesiser (apt-get install espeak-ng)")

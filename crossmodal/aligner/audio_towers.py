@@ -102,26 +102,13 @@ def pad_batch(chunks: list[np.ndarray], min_samples: int) -> tuple[torch.Tensor,
 
 
 FeatureAugment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-StyleAugment = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def cepstral_smoother(n_mels: int, keep: int) -> torch.Tensor:
-    """(n_mels, n_mels) projection of a log-mel frame onto its first ``keep`` DCT-II
-    coefficients: the frame's spectral envelope without its fine structure."""
-    n = torch.arange(n_mels, dtype=torch.float64)
-    k = torch.arange(keep, dtype=torch.float64)[:, None]
-    dct = torch.cos(math.pi / n_mels * (n + 0.5) * k) * math.sqrt(2.0 / n_mels)
-    dct[0] /= math.sqrt(2.0)
-    return (dct.T @ dct).float()
 
 
 class LogMelFrontend(nn.Module):
     """Log-mel spectrogram normalised per utterance over its valid frames only.
 
     Per-utterance normalisation makes the features independent of recording gain, and the
-    dynamic-range floor makes digital silence and quiet noise look alike. With
-    ``bin_mean_norm`` each band's mean is removed too, so a constant filter (microphone,
-    room, the speaker's vocal tract) no longer shifts the features.
+    dynamic-range floor makes digital silence and quiet noise look alike.
     """
 
     def __init__(self, cfg: AudioCnnCfg) -> None:
@@ -129,17 +116,11 @@ class LogMelFrontend(nn.Module):
         import torchaudio
 
         self.hop = cfg.hop_length
-        self.bin_mean_norm = cfg.bin_mean_norm
         self.floor = cfg.dynamic_range_db / 10.0 * math.log(10.0)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
             hop_length=cfg.hop_length, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
             power=2.0, center=True)
-        self.lifter: torch.Tensor | None
-        if 0 < cfg.cepstral_keep < cfg.n_mels:
-            self.register_buffer("lifter", cepstral_smoother(cfg.n_mels, cfg.cepstral_keep), persistent=False)
-        else:
-            self.lifter = None
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         spec = torch.log(self.mel(waves).clamp_min(1e-10))
@@ -147,15 +128,10 @@ class LogMelFrontend(nn.Module):
         mask = (torch.arange(spec.shape[-1], device=spec.device)[None, :] < frames[:, None])[:, None, :]
         peak = spec.masked_fill(~mask, -1e9).amax(dim=(1, 2), keepdim=True)
         spec = torch.maximum(spec, peak - self.floor)
-        if self.lifter is not None:
-            spec = torch.einsum("mn,bnt->bmt", self.lifter, spec)
         count = mask.sum(dim=(1, 2), keepdim=True) * spec.shape[1]
         mean = (spec * mask).sum(dim=(1, 2), keepdim=True) / count
         var = (((spec - mean) * mask) ** 2).sum(dim=(1, 2), keepdim=True) / count
         spec = (spec - mean) / torch.sqrt(var + 1e-5) * mask
-        if self.bin_mean_norm:
-            band_mean = spec.sum(dim=2, keepdim=True) / mask.sum(dim=2, keepdim=True).clamp_min(1)
-            spec = (spec - band_mean) * mask
         return spec.unsqueeze(1), frames
 
 
@@ -200,21 +176,13 @@ class AudioCnnBackbone(nn.Module):
         return pad_batch(chunks, self.min_samples)
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor,
-                feature_augment: FeatureAugment | None = None,
-                style_mix: StyleAugment | None = None) -> torch.Tensor:
-        """``feature_augment`` acts on the log-mel input and ``style_mix`` on the feature maps
-        after the first pooling (both for training only)."""
+                feature_augment: FeatureAugment | None = None) -> torch.Tensor:
+        """``feature_augment`` acts on the log-mel input (for training only)."""
         spec, frames = self.frontend(waves, lengths)
         if feature_augment is not None:
             spec, frames = feature_augment(spec, frames)
-        x, steps = spec, frames
-        for layer in self.features:
-            x = layer(x)
-            if isinstance(layer, nn.MaxPool2d):
-                steps = torch.div(steps, 2, rounding_mode="floor")
-                if style_mix is not None:
-                    x = style_mix(x, steps.clamp(min=1, max=x.shape[-1]))
-                    style_mix = None
+        x = self.features(spec)
+        steps = torch.div(frames, 2 ** self.pools, rounding_mode="floor")
         b, c, f, t = x.shape
         x = self.temporal(x.reshape(b, c * f, t))
         steps = steps.clamp(min=1, max=t)

@@ -74,17 +74,10 @@ class AudioCnnCfg:
     """Log-mel front end at one fixed sample rate, then a CNN with length-aware pooling.
 
     Every input is downmixed and resampled to ``sample_rate``; ``f_max`` band-limits the front
-    end to what the training audio holds. Leading and trailing silence quieter than
-    ``trim_top_db`` below the peak is trimmed; longer audio is cut into windows of
-    ``window_seconds`` every ``hop_seconds``. ``bin_mean_norm`` removes each mel band's mean
-    over the clip (cepstral mean normalisation in the mel domain). It is off by default:
-    leaving one speaker out, it helped one voice and hurt another, while training with random
-    equaliser curves (see ``AudioAugmentCfg.eq_amplitude``) helped one and kept the other.
-    ``cepstral_keep`` > 0 keeps only that many cepstral coefficients of each frame's log-mel
-    spectrum (the smooth envelope that carries the vowel), dropping the fine structure that
-    carries the speaker's pitch harmonics; 0 keeps the spectrum as it is. It is off: keeping
-    14, jackson held out went from 0.892 / 0.906 to 0.832 / 0.930 (audio→image / audio→text
-    recall@1) and george from 0.914 / 0.932 to 0.898 / 0.912.
+    end to what the training audio holds. Each clip's log-mel spectrum is floored
+    ``dynamic_range_db`` below its peak, so digital silence and a quiet noise floor look alike.
+    Leading and trailing silence quieter than ``trim_top_db`` below the peak is trimmed; longer
+    audio is cut into windows of ``window_seconds`` every ``hop_seconds``.
     """
 
     type: str = "audio_cnn"
@@ -96,8 +89,6 @@ class AudioCnnCfg:
     f_min: float = 20.0
     f_max: float = 4000.0
     dynamic_range_db: float = 80.0
-    bin_mean_norm: bool = False
-    cepstral_keep: int = 0
     trim_top_db: float = 35.0
     window_seconds: float = 2.0
     hop_seconds: float = 1.0

@@ -1,1 +1,2 @@
-"""Retrieval quality: class-level recall@k and mAP for every query→gallery modality direction."""
+"""Retrieval quality: labelled items loaded into memory, and class-level recall@k and mAP for
+every query→gallery modality direction. Stands alone: training builds on it."""

@@ -1,1 +1,2 @@
-"""Training: data preparation, augmentation, losses and the training loop."""
+"""Training user models: augmentation, the contrastive loss, the training loop, k-fold
+cross-validation, and one-call jobs for front ends (`run`). Imports evaluation, never the reverse."""

@@ -1,16 +1,14 @@
 """Audio augmentation that imitates what real recordings bring and FSDD lacks.
 
 Waveform level (per clip, numpy): speed (tempo and pitch together), reverberation,
-microphone band limits, a lower original sample rate, leading/trailing silence, a hiss floor
-over the upper band, background noise of several colours, gain and clipping. Feature level
-(per batch, torch): tempo warping along time (speaking rate, pitch unchanged), mel-axis
+microphone band limits, a lower original sample rate, leading/trailing silence, background
+noise of several colours, gain and clipping. Feature level (per batch, torch): mel-axis
 warping (vocal-tract length), a random smooth equaliser curve over the mel bands (the
 colouring of a microphone, a room or a voice), and SpecAugment time/frequency masks.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +22,8 @@ from crossmodal.aligner.config import AudioCnnCfg
 
 @dataclass
 class AudioAugmentCfg:
+    """Ranges and probabilities of each perturbation; the defaults are the starter recipe's."""
+
     speed: tuple[float, float] = (0.85, 1.18)
     reverb_prob: float = 0.3
     rt60: tuple[float, float] = (0.1, 0.7)
@@ -34,34 +34,15 @@ class AudioAugmentCfg:
     low_rate_prob: float = 0.15
     low_rate_hz: tuple[float, float] = (4000.0, 7000.0)
     pad_seconds: tuple[float, float] = (0.0, 0.6)
-    band_noise_prob: float = 0.0
-    """Chance of a hiss floor above a random cutoff from ``band_noise_hz``, at an SNR from
-    ``band_snr_db`` measured within that band. Some recordings bury the fricatives that tell
-    "six" from "eight" under such a floor (FSDD's nicolas: 0–10 dB above it from 2.5 kHz up,
-    where three of the other voices have 20–30 dB), while broadband noise at the same overall
-    level leaves that band clean. Off by default: at 0.4, leaving one speaker out, nicolas went from 0.866 / 0.882 to
-    0.834 / 0.870 and jackson from 0.892 / 0.906 to 0.888 / 0.898 (audio→image / audio→text
-    recall@1)."""
-    band_noise_hz: tuple[float, float] = (1200.0, 3000.0)
-    band_snr_db: tuple[float, float] = (-5.0, 15.0)
     noise_prob: float = 0.6
     snr_db: tuple[float, float] = (3.0, 40.0)
     gain_db: tuple[float, float] = (-25.0, 12.0)
     clip_prob: float = 0.05
-    tempo: tuple[float, float] = (1.0, 1.0)
-    """Speaking-rate range of the time warp (pitch unchanged); with ``tempo_jitter`` (the spread
-    of each of ``tempo_segments`` parts' own rate) it is off by default: (0.65, 1.55) with
-    jitter 0.25 took jackson, held out, from 0.892 / 0.906 to 0.878 / 0.894 and nicolas from
-    0.866 / 0.882 to 0.784 / 0.824 (audio→image / audio→text recall@1)."""
-    tempo_jitter: float = 0.0
-    tempo_segments: int = 3
     freq_warp: tuple[float, float] = (0.87, 1.15)
     time_mask_frames: int = 8
     freq_mask_bins: int = 6
     eq_amplitude: float = 0.8
     eq_terms: int = 4
-    style_mix_prob: float = 0.0
-    style_mix_alpha: float = 0.1
 
 
 def _coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -78,15 +59,6 @@ def _coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x ** 2) + 1e-12))
-
-
-def _add_band_noise(x: np.ndarray, sr: int, cfg: AudioAugmentCfg, rng: np.random.Generator) -> np.ndarray:
-    """White noise high-passed at a random cutoff, scaled to an SNR within the band it covers."""
-    cutoff = min(rng.uniform(*cfg.band_noise_hz), 0.9 * sr / 2)
-    highpass = signal.butter(4, cutoff, "highpass", fs=sr, output="sos")
-    hiss = signal.sosfilt(highpass, rng.standard_normal(x.size)).astype(np.float32)
-    level = _rms(signal.sosfilt(highpass, x)) / 10 ** (rng.uniform(*cfg.band_snr_db) / 20)
-    return (x + hiss * (level / _rms(hiss))).astype(np.float32)
 
 
 def augment_waveform(x: np.ndarray, sr: int, cfg: AudioAugmentCfg, rng: np.random.Generator) -> np.ndarray:
@@ -118,8 +90,6 @@ def augment_waveform(x: np.ndarray, sr: int, cfg: AudioAugmentCfg, rng: np.rando
         x = soxr.resample(soxr.resample(x, sr, low), low, sr).astype(np.float32)
     lead, trail = (int(rng.uniform(*cfg.pad_seconds) * sr) for _ in range(2))
     x = np.concatenate([np.zeros(lead, np.float32), x, np.zeros(trail, np.float32)])
-    if cfg.band_noise_prob > 0 and rng.random() < cfg.band_noise_prob:
-        x = _add_band_noise(x, sr, cfg, rng)
     if rng.random() < cfg.noise_prob:
         snr = rng.uniform(*cfg.snr_db)
         noise = _coloured_noise(x.size, rng)
@@ -146,35 +116,6 @@ def audio_training_view(x: np.ndarray, cfg: AudioCnnCfg, augment: AudioAugmentCf
     return x
 
 
-class StyleMix:
-    """MixStyle (Zhou et al., 2021) inside the audio CNN: with probability ``style_mix_prob`` a
-    batch's early feature maps take on per-channel statistics mixed with another clip's.
-
-    Channel means and spreads of early CNN features carry the voice and the channel more than
-    the word; mixing them between clips of different speakers makes up speakers that were not
-    recorded, which is what generalising to a new voice needs. Statistics are taken over valid
-    frames only, so padding does not leak in."""
-
-    def __init__(self, cfg: AudioAugmentCfg, seed: int) -> None:
-        self.cfg = cfg
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        if b < 2 or self.cfg.style_mix_prob <= 0 or self.rng.random() >= self.cfg.style_mix_prob:
-            return x
-        valid = (torch.arange(x.shape[-1], device=x.device)[None, :] < steps[:, None]).to(x.dtype)[:, None, None, :]
-        count = (valid.sum(dim=(2, 3), keepdim=True) * x.shape[2]).clamp_min(1)
-        mean = ((x * valid).sum(dim=(2, 3), keepdim=True) / count).detach()
-        std = (((x - mean) ** 2 * valid).sum(dim=(2, 3), keepdim=True) / count + 1e-6).sqrt().detach()
-        lam = torch.from_numpy(self.rng.beta(self.cfg.style_mix_alpha, self.cfg.style_mix_alpha, b)).to(x)
-        lam = lam[:, None, None, None]
-        perm = torch.from_numpy(self.rng.permutation(b)).to(x.device)
-        mixed_mean = lam * mean + (1 - lam) * mean[perm]
-        mixed_std = lam * std + (1 - lam) * std[perm]
-        return ((x - mean) / std * mixed_std + mixed_mean) * valid
-
-
 class FeatureAugment:
     """Batch-level mel warping and masking, applied inside the audio backbone during training."""
 
@@ -195,46 +136,7 @@ class FeatureAugment:
         basis = torch.cos(torch.pi * k[:, None] * torch.arange(bins, dtype=torch.float32)[None, :] / max(bins - 1, 1))
         return amp @ basis
 
-    def _tempo_grid(self, frames: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per clip, a monotone map from stretched output frames to input frames, and the new
-        frame counts.
-
-        The whole clip is stretched by a log-uniform factor from ``tempo`` and each of
-        ``tempo_segments`` equal parts of the output by its own log-normal factor
-        (``tempo_jitter``), so both the speaking rate and the relative length of the sounds in
-        a word vary. The output is never narrower than ``width``, so short batches still survive
-        the CNN's pooling. Returns (positions (B, T'), frames (B,)) in input frames."""
-        b = frames.numel()
-        lo, hi = (math.log(v) for v in self.cfg.tempo)
-        factors = torch.exp(self._uniform(b, lo, hi))
-        new_frames = torch.clamp(torch.round(frames.float() * factors), min=1).long()
-        segments = max(1, self.cfg.tempo_segments)
-        weights = torch.exp(self.cfg.tempo_jitter * torch.randn(b, segments, generator=self.generator))
-        knots = torch.cat([torch.zeros(b, 1), torch.cumsum(weights, dim=1) / weights.sum(dim=1, keepdim=True)], dim=1)
-        out_width = max(int(new_frames.max()), width)
-        u = torch.arange(out_width, dtype=torch.float32)[None, :] / (new_frames - 1).clamp_min(1)[:, None]
-        u = u.clamp(max=1.0) * segments
-        seg = u.floor().long().clamp(max=segments - 1)
-        frac = u - seg
-        start, stop = knots.gather(1, seg), knots.gather(1, seg + 1)
-        pos = (start + frac * (stop - start)) * (frames.float() - 1)[:, None]
-        return pos, new_frames
-
-    def _stretch_time(self, spec: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.tempo == (1.0, 1.0) and self.cfg.tempo_jitter <= 0:
-            return spec, frames
-        _, _, bins, t = spec.shape
-        pos, new_frames = self._tempo_grid(frames.cpu(), t)
-        grid_x = (pos.to(spec.device, spec.dtype) / max(t - 1, 1)) * 2 - 1
-        grid_y = torch.linspace(-1, 1, bins, device=spec.device, dtype=spec.dtype)
-        grid = torch.stack(torch.broadcast_tensors(grid_x[:, None, :], grid_y[None, :, None]), dim=-1)
-        out = F.grid_sample(spec, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        new_frames = new_frames.to(frames.device)
-        valid = (torch.arange(out.shape[-1], device=spec.device)[None, :] < new_frames[:, None])[:, None, None, :]
-        return out * valid, new_frames
-
     def __call__(self, spec: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        spec, frames = self._stretch_time(spec, frames)
         b, _, bins, t = spec.shape
         factors = self._uniform(b, *self.cfg.freq_warp).to(spec.device, spec.dtype)
         pos = torch.arange(bins, dtype=spec.dtype, device=spec.device)[None, :] / factors[:, None]

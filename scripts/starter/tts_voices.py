@@ -22,7 +22,8 @@ from pathlib import Path
 
 from crossmodal.errors import ConfigError
 from crossmodal.ingest.item_list import write_item_list
-from crossmodal.training.digits_world import DIGIT_WORDS
+
+from .digits_world import DIGIT_WORDS
 
 LOG = logging.getLogger(__name__)
 

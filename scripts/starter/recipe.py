@@ -1,4 +1,4 @@
-"""The starter model's recipe: digits-world manifests in, a trained and evaluated aligner out.
+"""The starter model's recipe: digits-world item lists in, a trained and evaluated aligner out.
 
 One function so that `scripts/train_starter_model.py` (the shipped model) and the
 leave-one-speaker-out validation run exactly the same code with different settings.
@@ -14,13 +14,14 @@ from typing import Any
 
 from crossmodal.aligner.checkpoint import read_checkpoint_config, save_aligner
 from crossmodal.aligner.registry import create_aligner, load_aligner
-from crossmodal.evaluation.manifest_eval import evaluate_manifest, holdout_split
+from crossmodal.evaluation.dataset import IdTable, load_dataset
+from crossmodal.evaluation.evaluate import evaluate_list, holdout_split
 from crossmodal.evaluation.metrics import ALL_DIRECTIONS
 from crossmodal.ingest.item_list import read_item_list
-from crossmodal.training.data import IdTable, load_dataset
-from crossmodal.training.digits_world import write_digits_manifests
 from crossmodal.training.trainer import TrainCfg, seed_everything, train
-from crossmodal.training.tts_voices import write_tts_manifest
+
+from .digits_world import write_digits_manifests
+from .tts_voices import write_tts_manifest
 
 LOG = logging.getLogger(__name__)
 
@@ -59,12 +60,12 @@ def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cf
     train_minutes = (time.time() - started) / 60
     best = load_aligner(out_dir)
     scores: dict[str, Any] = {"validation": result.best_metrics, "best_epoch": result.best_epoch}
-    scores["heldout"] = evaluate_manifest(manifests["eval"], best, ALL_DIRECTIONS, progress).metrics
+    scores["heldout"] = evaluate_list(manifests["eval"], best, ALL_DIRECTIONS, progress).metrics
     if "typeset_eval" in manifests:
-        scores["typeset_unseen_fonts"] = evaluate_manifest(
+        scores["typeset_unseen_fonts"] = evaluate_list(
             manifests["typeset_eval"], best, ["image->text", "text->image"], progress).metrics
     for speaker in holdout_speakers:
-        scores[f"unseen_speaker_{speaker}"] = evaluate_manifest(
+        scores[f"unseen_speaker_{speaker}"] = evaluate_list(
             manifests[f"holdout_{speaker}"], best, ["audio->image", "audio->text"], progress).metrics
     saved = read_checkpoint_config(out_dir)
     save_aligner(best, out_dir, trained_on=saved["trained_on"], metrics=scores)

@@ -1,4 +1,4 @@
-"""Training and evaluation data held in memory, decoded once from manifest items.
+"""Labelled items held in memory, decoded once from an item list, for evaluation and training.
 
 Each modality keeps model-ready inputs (strings, ink-centred glyphs or preprocessed images,
 mono waveforms at the model rate) plus integer label and group ids (-1 for none). Files that
@@ -8,7 +8,7 @@ fail to decode are reported and skipped, never fatal.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ LOG = logging.getLogger(__name__)
 
 @dataclass
 class ModalityData:
-    """All items of one modality, in manifest order."""
+    """All items of one modality, in item-list order."""
 
     modality: str
     inputs: Any
@@ -37,9 +37,6 @@ class ModalityData:
     groups: torch.Tensor
     sources: list[str]
     label_names: list[str | None]
-    speakers: torch.Tensor | None = None
-    """Who recorded each item (its ``meta["speaker"]`` as an id; -1 unknown), for training
-    embeddings that do not tell speakers apart."""
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -67,6 +64,8 @@ class IdTable:
 
 
 def _decode_image_input(aligner: Aligner, item: ListItem) -> torch.Tensor | np.ndarray:
+    """Glyph backbones keep uint8 ink-centred pixels (a quarter of the memory, and augmentation
+    works on them before normalising); other image backbones keep their preprocessed tensor."""
     backbone = aligner.tower("image").backbone
     img = decode_image(item.path)
     if isinstance(backbone, DigitCnnBackbone):
@@ -74,14 +73,28 @@ def _decode_image_input(aligner: Aligner, item: ListItem) -> torch.Tensor | np.n
     return aligner.preprocess_image(img)
 
 
+def image_batch(aligner: Aligner, data: ModalityData, idx: np.ndarray,
+                augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Model-ready pixels for items ``idx``: stored glyphs scaled to [0, 1], passed through
+    ``augment`` when training, then normalised as the backbone expects; other backbones'
+    inputs are already model-ready. Evaluation and training share it so they see one input."""
+    backbone = aligner.tower("image").backbone
+    batch = data.inputs[torch.from_numpy(idx)]
+    if not isinstance(backbone, DigitCnnBackbone):
+        return batch
+    glyphs = batch.float().div(255.0).unsqueeze(1)
+    if augment is not None:
+        glyphs = augment(glyphs)
+    return (glyphs - backbone.MEAN) / backbone.STD
+
+
 def load_dataset(items: Sequence[ListItem], aligner: Aligner, labels: IdTable | None = None,
                  groups: IdTable | None = None, progress: bool = True) -> Dataset:
     """Decode every item the aligner has a tower for; skip and report undecodable ones."""
     labels = labels or IdTable()
     groups = groups or IdTable()
-    speakers = IdTable()
     per: dict[str, dict[str, list]] = {
-        m: {"inputs": [], "labels": [], "groups": [], "sources": [], "names": [], "speakers": []}
+        m: {"inputs": [], "labels": [], "groups": [], "sources": [], "names": []}
         for m in MODALITIES if m in aligner.modalities}
     skipped: list[tuple[str, str]] = []
     audio_rate = aligner.tower("audio").backbone.cfg.sample_rate if "audio" in per else 0
@@ -110,8 +123,6 @@ def load_dataset(items: Sequence[ListItem], aligner: Aligner, labels: IdTable | 
         bucket["groups"].append(groups(item.group))
         bucket["sources"].append(item.source)
         bucket["names"].append(item.label)
-        speaker = item.meta.get("speaker")
-        bucket["speakers"].append(speakers(str(speaker)) if speaker is not None else -1)
     modalities = {}
     for modality, bucket in per.items():
         if not bucket["sources"]:
@@ -121,5 +132,5 @@ def load_dataset(items: Sequence[ListItem], aligner: Aligner, labels: IdTable | 
             inputs = torch.from_numpy(np.stack(inputs)) if isinstance(inputs[0], np.ndarray) else torch.stack(inputs)
         modalities[modality] = ModalityData(
             modality, inputs, torch.tensor(bucket["labels"]), torch.tensor(bucket["groups"]),
-            bucket["sources"], bucket["names"], torch.tensor(bucket["speakers"]))
+            bucket["sources"], bucket["names"])
     return Dataset(modalities, skipped)
