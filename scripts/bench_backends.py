@@ -31,13 +31,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crossmodal.storage.catalog import Catalog, NewItem
-from crossmodal.storage.backends import faiss_index
+from crossmodal.search.query import Filters
+from crossmodal.settings import IndexSettings
+from crossmodal.storage.backends import faiss_search
 from crossmodal.storage.backends.base import IndexBackend, VectorIndex
 from crossmodal.storage.backends.faiss_backend import FaissBackend
 from crossmodal.storage.backends.milvus_backend import MilvusBackend, new_spec
-from crossmodal.search.query import Filters
-from crossmodal.settings import IndexSettings
+from crossmodal.storage.catalog import Catalog, NewItem
 
 DIM = 128
 
@@ -70,12 +70,12 @@ def measure(backend: IndexBackend, settings: IndexSettings, ids: np.ndarray, vec
             queries: np.ndarray, exact: np.ndarray, allowed: np.ndarray, filters: Filters,
             filtered_queries: int) -> dict:
     kind, params = backend.plan(len(ids), DIM, settings)
-    faiss_index.set_threads(0)
+    faiss_search.set_threads(0)
     start = time.perf_counter()
     index: VectorIndex = backend.build("image", ids, vectors, kind, params)
     entry = backend.persist("image", index, 0)
     build_s = time.perf_counter() - start
-    faiss_index.set_threads(1)
+    faiss_search.set_threads(1)
     latencies, hits = [], 0
     for q, truth in zip(queries, exact):
         t0 = time.perf_counter()

@@ -35,8 +35,8 @@ from crossmodal.storage.backends.faiss_index import (
     choose_index_kind,
     index_kind,
     index_memory_bytes,
-    search,
 )
+from crossmodal.storage.backends.faiss_search import search
 
 DIM = 512
 TARGET_SIZE = 1_000_000

@@ -21,7 +21,7 @@ from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.search.query import Filters, Query, QueryPart
 from crossmodal.server import create_app
 from crossmodal.settings import IndexSettings, Settings
-from crossmodal.storage.backends.milvus_backend import filter_expression, glob_to_like
+from crossmodal.storage.backends.milvus_filters import filter_expression, glob_to_like
 from crossmodal.storage.collection import INDEX_KINDS, Collection
 
 BACKENDS = ["faiss", "milvus"]

@@ -6,12 +6,11 @@ import faiss
 import numpy as np
 import pytest
 
-from crossmodal.errors import CrossmodalError
-from crossmodal.storage.backends import faiss_index
+from crossmodal.errors import CrossmodalError, IndexFileError, IndexInputError
+from crossmodal.storage.backends import faiss_search
+from crossmodal.storage.backends.faiss_files import read_index, write_index
 from crossmodal.storage.backends.faiss_index import (
     INDEX_KINDS,
-    IndexFileError,
-    IndexInputError,
     IndexParams,
     add_vectors,
     auto_params,
@@ -20,13 +19,10 @@ from crossmodal.storage.backends.faiss_index import (
     estimate_memory_bytes,
     index_kind,
     index_memory_bytes,
-    read_index,
-    recall_against_exact,
     remove_ids,
-    search,
     stored_ids,
-    write_index,
 )
+from crossmodal.storage.backends.faiss_search import recall_against_exact, search
 
 DIM = 32
 N = 3000
@@ -175,7 +171,7 @@ def test_selector_restricts_results(built, data, kind):
 @pytest.mark.parametrize("kind", INDEX_KINDS)
 def test_wide_filter_path_restricts_and_completes(built, data, kind, monkeypatch):
     """Filters above the exhaustive threshold go through the approximate search and the short-row completion."""
-    monkeypatch.setattr(faiss_index, "_FILTER_EXHAUSTIVE_MAX", 0)
+    monkeypatch.setattr(faiss_search, "FILTER_EXHAUSTIVE_MAX", 0)
     vectors, ids = data
     index = built[kind]
     allowed = ids[::2]

@@ -43,7 +43,7 @@ from crossmodal.storage.manifest import MANIFEST, ModelInfo, backend_spec, new_b
 def set_search_threads(threads: int) -> int:
     """OpenMP threads for index searches in this process (0: all cores); returns the previous
     count. A process-wide setting, so only a front end that owns the process calls it."""
-    from crossmodal.storage.backends.faiss_index import set_threads
+    from crossmodal.storage.backends.faiss_search import set_threads
 
     return set_threads(threads)
 

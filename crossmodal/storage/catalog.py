@@ -1,5 +1,8 @@
 """The content catalog: the single source of truth for a collection's items and ids.
 
+Longer than 400 lines because it is the one class over the content tables: every query that
+reads or writes them lives here, so no other module writes SQL against them.
+
 Tables:
 - ``items``: one row per distinct content (``content_hash`` is unique, so identical files are
   stored and embedded once), with its primary modality, all modalities and metadata;
@@ -383,6 +386,59 @@ class Catalog:
                 mean = fused[0] if fused else np.mean([v for _, v in vecs], axis=0)
                 norm = float(np.linalg.norm(mean))
                 out[item_id] = (mean / norm if norm > 0 else mean).astype(np.float32)
+        return out
+
+    def id_bound(self) -> int:
+        """The largest vector id ever handed out (ids are never reused)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vectors'").fetchone()
+        return int(row[0]) if row else 0
+
+    def vector_items(self, vector_ids: Sequence[int]) -> dict[int, int]:
+        """The item of each vector id still in the catalog."""
+        out: dict[int, int] = {}
+        ids = [int(v) for v in vector_ids]
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            out.update((int(v), int(i)) for v, i in self.db.execute(
+                f"SELECT id, item_id FROM vectors WHERE id IN ({','.join('?' * len(part))})", part))
+        return out
+
+    def vectors_of_items(self, item_ids: Sequence[int]) -> list[int]:
+        """Every vector id of the given items."""
+        out: list[int] = []
+        ids = [int(i) for i in item_ids]
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            out += [int(r[0]) for r in self.db.execute(
+                f"SELECT id FROM vectors WHERE item_id IN ({','.join('?' * len(part))})", part)]
+        return out
+
+    def filter_fields(self, item_ids: Sequence[int] | None = None) -> dict[int, dict]:
+        """What `filter_vector_ids` filters on, per item: modality, first uri and uri count, file
+        time (newest file mtime in seconds, else when the item was added) and metadata as text.
+        Every item when ``item_ids`` is None. A backend that filters beside its vectors stores these."""
+        sql = ("SELECT i.id, i.modality, i.added_at, MIN(f.uri), COUNT(f.uri), MAX(f.mtime_ns) "
+               "FROM items i LEFT JOIN files f ON f.item_id = i.id")
+        if item_ids is None:
+            rows = self.db.execute(sql + " GROUP BY i.id").fetchall()
+            metas = self.db.execute("SELECT item_id, key, value FROM item_meta").fetchall()
+        else:
+            ids = [int(i) for i in item_ids]
+            rows, metas = [], []
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk:chunk + 500]
+                marks = ",".join("?" * len(part))
+                rows += self.db.execute(sql + f" WHERE i.id IN ({marks}) GROUP BY i.id", part).fetchall()
+                metas += self.db.execute(f"SELECT item_id, key, value FROM item_meta WHERE item_id IN ({marks})",
+                                         part).fetchall()
+        out: dict[int, dict] = {}
+        for item_id, modality, added_at, uri, n_uris, mtime_ns in rows:
+            mtime = float(added_at) if mtime_ns is None else mtime_ns / 1e9
+            out[int(item_id)] = {"item_id": int(item_id), "modality": modality, "uri": uri or "",
+                                 "n_uris": int(n_uris), "mtime": mtime, "meta": {}}
+        for item_id, key, value in metas:
+            if int(item_id) in out:
+                out[int(item_id)]["meta"][key] = value
         return out
 
     def filter_vector_ids(self, *, modalities: Sequence[str] | None = None, uri_glob: str | None = None,

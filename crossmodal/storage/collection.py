@@ -28,7 +28,7 @@ import numpy as np
 from crossmodal import __version__
 from crossmodal.errors import BackendError, CollectionError, CrossmodalError
 from crossmodal.settings import IndexSettings
-from crossmodal.storage.backends import faiss_index
+from crossmodal.storage.backends import faiss_search
 from crossmodal.storage.backends.base import IndexBackend, VectorIndex
 from crossmodal.storage.backends.faiss_backend import FaissBackend
 from crossmodal.storage.catalog import Catalog
@@ -189,18 +189,18 @@ class Collection:
         if not force and not self.stale and all(k in self.manifest["indexes"] for k in INDEX_KINDS):
             self.backend.sync_attributes(self.manifest["indexes"], set())
             return self.manifest
-        previous_threads = faiss_index.set_threads(settings.build_threads)
+        previous_threads = faiss_search.set_threads(settings.build_threads)
         try:
             return self._publish(self.backend, settings, generation, force, progress)
         finally:
-            faiss_index.set_threads(previous_threads)
+            faiss_search.set_threads(previous_threads)
 
     def migrate(self, spec: dict[str, Any], settings: IndexSettings, progress=None) -> dict[str, Any]:
         """Move every index to the backend ``spec`` names, copying vectors from the catalog (no
         re-embedding); the old backend's indexes are deleted once the new manifest is published.
         Migrating to where the indexes already are rebuilds them there."""
         old = self.backend
-        previous_threads = faiss_index.set_threads(settings.build_threads)
+        previous_threads = faiss_search.set_threads(settings.build_threads)
         try:
             if same_place(spec, backend_spec(self.manifest)):
                 return self._publish(old, settings, self.catalog.generation, True, progress)
@@ -211,7 +211,7 @@ class Collection:
                 target.close()
                 raise
         finally:
-            faiss_index.set_threads(previous_threads)
+            faiss_search.set_threads(previous_threads)
         self._backend = target
         try:
             old.destroy()

@@ -2,7 +2,7 @@
 
 Files are written under generation-numbered names (``image-12.faiss``) and only then named by
 the manifest, so a reader (or a crash) always sees one consistent set. Filters arrive as the
-allowed vector ids, which FAISS applies through ID selectors (see `faiss_index.search`).
+allowed vector ids, which FAISS applies through ID selectors (see `faiss_search.search`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import faiss
 import numpy as np
 
 from crossmodal.settings import IndexSettings
-from crossmodal.storage.backends import faiss_index
+from crossmodal.storage.backends import faiss_files, faiss_index, faiss_search
 from crossmodal.storage.backends.base import IndexBackend, VectorIndex
 from crossmodal.storage.filters import Filters
 
@@ -45,10 +45,10 @@ class FaissIndex(VectorIndex):
     def search(self, queries: np.ndarray, k: int, *, selector_ids: np.ndarray | None = None,
                filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        return faiss_index.search(self.index, q, k, self.params, selector_ids=selector_ids)
+        return faiss_search.search(self.index, q, k, self.params, selector_ids=selector_ids)
 
     def recall(self, ids: np.ndarray, vectors: np.ndarray, sample: int, k: int = 10) -> float:
-        return faiss_index.recall_against_exact(self.index, vectors, ids, k=k, sample=sample, params=self.params)
+        return faiss_search.recall_against_exact(self.index, vectors, ids, k=k, sample=sample, params=self.params)
 
 
 class FaissBackend(IndexBackend):
@@ -69,7 +69,7 @@ class FaissBackend(IndexBackend):
         return kind, faiss_index.auto_params(kind)
 
     def open(self, name: str, entry: dict[str, Any]) -> FaissIndex:
-        return FaissIndex(faiss_index.read_index(self.folder / entry["file"]))
+        return FaissIndex(faiss_files.read_index(self.folder / entry["file"]))
 
     def build(self, name: str, ids: np.ndarray, vectors: np.ndarray, kind: str,
               params: faiss_index.IndexParams) -> FaissIndex:
@@ -78,7 +78,7 @@ class FaissBackend(IndexBackend):
     def persist(self, name: str, index: VectorIndex, generation: int) -> dict[str, Any]:
         assert isinstance(index, FaissIndex)
         filename = f"{name}-{generation}.faiss"
-        faiss_index.write_index(index.index, self.folder / filename)
+        faiss_files.write_index(index.index, self.folder / filename)
         return {"file": filename, "kind": index.kind, "ntotal": index.count(),
                 "memory_bytes": faiss_index.index_memory_bytes(index.index)}
 

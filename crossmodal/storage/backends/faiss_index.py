@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import faiss
 import numpy as np
 
-from crossmodal.errors import IndexFileError, IndexInputError
+from crossmodal.errors import IndexInputError
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +37,7 @@ _MAX_NLIST = 65_536
 # PQ codebooks use 2**nbits centroids; below 4 bits the codes carry too little to rank with.
 _MIN_PQ_BITS = 4
 _NORM_TOLERANCE = 1e-2
-_MISSING_SCORE = -np.inf
-# Filters keeping at most this many ids are searched exhaustively over the allowed ids (see search()).
-_FILTER_EXHAUSTIVE_MAX = 20_000
-_HNSW_FILTER_EF_MAX = 1024
+MISSING_SCORE = -np.inf
 
 
 @dataclass(frozen=True)
@@ -65,7 +59,7 @@ class IndexParams:
 # validation
 
 
-def _as_vectors(vectors: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
+def as_vectors(vectors: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
     """Return C-contiguous float32 (n, dim) unit vectors or raise saying exactly what is wrong."""
     arr = np.asarray(vectors)
     if arr.ndim != 2:
@@ -89,7 +83,7 @@ def _as_vectors(vectors: np.ndarray, what: str, dim: int | None = None) -> np.nd
     return arr
 
 
-def _as_ids(ids: np.ndarray, what: str, n: int | None = None, unique: bool = True) -> np.ndarray:
+def as_ids(ids: np.ndarray, what: str, n: int | None = None, unique: bool = True) -> np.ndarray:
     """Return a C-contiguous int64 1-D id array, rejecting negatives (-1 means 'missing') and duplicates."""
     arr = np.asarray(ids)
     if arr.ndim != 1:
@@ -227,8 +221,8 @@ def build_index(
     """Build a `kind` index over (vectors, ids); falls back to fewer lists / PQ bits or to 'flat' when n is too small
     to train the quantisers (index_kind() says what was built). The result supports add_vectors and remove_ids."""
     _check_kind(kind)
-    x = _as_vectors(vectors, "vectors")
-    ids64 = _as_ids(ids, "ids", n=x.shape[0])
+    x = as_vectors(vectors, "vectors")
+    ids64 = as_ids(ids, "ids", n=x.shape[0])
     n, dim = x.shape
     n_train = min(n, params.train_sample)
 
@@ -283,7 +277,7 @@ def _build_ivf(x: np.ndarray, kind: str, dim: int, n: int, n_train: int, params:
 # inspection
 
 
-def _parts(index: faiss.Index) -> tuple[str, faiss.Index, faiss.Index | None]:
+def parts_of(index: faiss.Index) -> tuple[str, faiss.Index, faiss.Index | None]:
     """(kind, outer index, inner index or None): the outer is what callers hold, the inner is what IDMap2 wraps."""
     outer = faiss.downcast_index(index)
     if isinstance(outer, faiss.IndexIDMap2):
@@ -305,12 +299,12 @@ def _parts(index: faiss.Index) -> tuple[str, faiss.Index, faiss.Index | None]:
 
 def index_kind(index: faiss.Index) -> str:
     """Which of INDEX_KINDS `index` is (after any fallback build_index made)."""
-    return _parts(index)[0]
+    return parts_of(index)[0]
 
 
-def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
     """The IVF layer of an index, if any (ivf_flat, ivf_pq with or without refine)."""
-    _, outer, inner = _parts(index)
+    _, outer, inner = parts_of(index)
     if inner is None:
         return outer
     if isinstance(inner, faiss.IndexRefine):
@@ -320,7 +314,7 @@ def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
 
 def stored_ids(index: faiss.Index) -> np.ndarray:
     """Every id in the index (copy; order is internal). O(n): for checks and rebuilds, not per query."""
-    _, outer, inner = _parts(index)
+    _, outer, inner = parts_of(index)
     if inner is not None:
         return faiss.vector_to_array(outer.id_map).astype(np.int64, copy=False)
     invlists = outer.invlists
@@ -353,8 +347,8 @@ def index_memory_bytes(index: faiss.Index) -> int:
 
 def add_vectors(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
     """Add vectors under new ids; ids already in the index are refused (FAISS would silently keep both)."""
-    x = _as_vectors(vectors, "vectors", dim=index.d)
-    ids64 = _as_ids(ids, "ids", n=x.shape[0])
+    x = as_vectors(vectors, "vectors", dim=index.d)
+    ids64 = as_ids(ids, "ids", n=x.shape[0])
     if not x.shape[0]:
         return
     clash = ids64[np.isin(ids64, stored_ids(index))]
@@ -370,8 +364,8 @@ def remove_ids(index: faiss.Index, ids: np.ndarray) -> int:
     are rebuilt from their stored vectors without the removed ids: correct, but as slow as a fresh build (HNSW) or a
     re-add (IVF-PQ), and it needs a transient copy of the kept vectors. Prefer the ivf kinds for frequent deletions.
     """
-    kind, outer, inner = _parts(index)
-    drop = _as_ids(ids, "ids", unique=False)
+    kind, outer, inner = parts_of(index)
+    drop = as_ids(ids, "ids", unique=False)
     if not drop.size or not outer.ntotal:
         return 0
     if inner is None or isinstance(inner, faiss.IndexFlat):
@@ -386,232 +380,3 @@ def remove_ids(index: faiss.Index, ids: np.ndarray) -> int:
         if kept_vectors.shape[0]:
             outer.add_with_ids(kept_vectors, current[keep])
     return removed
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# search
-
-
-def _search_params(kind: str, outer: faiss.Index, k: int, params: IndexParams, sel: faiss.IDSelector | None,
-                   exhaustive: bool, selectivity: float = 1.0) -> list:
-    """FAISS SearchParameters for one search call, applying efSearch / nprobe / selector. Returned as a list whose
-    first item goes to Index.search; the rest are nested parameter objects that must stay alive during the call."""
-    extra = {"sel": sel} if sel is not None else {}
-    if kind == "flat":
-        return [faiss.SearchParameters(**extra) if extra else None]
-    if kind == "hnsw":
-        ef = max(params.hnsw_ef_search, k)
-        if sel is not None:  # only allowed nodes fill the result list, so explore in proportion to what is excluded
-            ef = max(ef, min(math.ceil(ef / max(selectivity, 1e-9)), _HNSW_FILTER_EF_MAX))
-        return [faiss.SearchParametersHNSW(efSearch=ef, **extra)]
-    ivf = _ivf_of(outer)
-    nprobe = ivf.nlist if exhaustive else (params.ivf_nprobe if params.ivf_nprobe is not None else ivf.nprobe)
-    return [faiss.SearchParametersIVF(nprobe=max(1, min(nprobe, ivf.nlist)), **extra)]
-
-
-def _selector(outer: faiss.Index, inner: faiss.Index | None, allowed: np.ndarray) -> list:
-    """[selector to hand FAISS, objects it references]. IVF kinds store the caller's ids, so they test them directly;
-    under IDMap2 the wrapped index sees internal positions, so the selector maps each through id_map first."""
-    batch = faiss.IDSelectorBatch(allowed)
-    if inner is None:
-        return [batch]
-    return [faiss.IDSelectorTranslated(outer.id_map, batch), batch]
-
-
-def _to_ids(outer: faiss.Index, rows: np.ndarray) -> np.ndarray:
-    """Internal positions of an IDMap2-wrapped index -> caller ids (-1 stays -1)."""
-    id_map = faiss.rev_swig_ptr(outer.id_map.data(), outer.ntotal)
-    return np.where(rows >= 0, id_map[np.maximum(rows, 0)], -1)
-
-
-def _run(outer: faiss.Index, inner: faiss.Index | None, queries: np.ndarray, k: int, search_params: list,
-         refine_factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Search, bypassing IDMap2.search and IndexRefine.search: both run OpenMP loops even for one query, which on a
-    busy 2-core machine wait for a second thread to be scheduled (p50 of one query 8 ms instead of under 1 ms)."""
-    if inner is None:
-        return outer.search(queries, k, params=search_params[0])
-    if isinstance(inner, faiss.IndexRefine):
-        scores, rows = _refine_search(inner, queries, k, search_params[0], refine_factor, outer.ntotal)
-    else:
-        scores, rows = inner.search(queries, k, params=search_params[0])
-    return scores, _to_ids(outer, rows)
-
-
-def _refine_search(refine: faiss.IndexRefine, queries: np.ndarray, k: int, ivf_params, factor: int,
-                   ntotal: int) -> tuple[np.ndarray, np.ndarray]:
-    """IVF-PQ candidates (k * factor per query) re-scored with the exact vectors of the refine store."""
-    base = faiss.downcast_index(refine.base_index)
-    store = faiss.downcast_index(refine.refine_index)
-    dim = store.d
-    vectors = faiss.rev_swig_ptr(store.get_xb(), ntotal * dim).reshape(ntotal, dim)
-    _, candidates = base.search(queries, min(ntotal, k * max(1, factor)), params=ivf_params)
-    take = min(k, candidates.shape[1])
-    scores = np.full((queries.shape[0], k), _MISSING_SCORE, dtype=np.float32)
-    rows = np.full((queries.shape[0], k), -1, dtype=np.int64)
-    for start in range(0, queries.shape[0], 256):  # bounds the (queries, candidates, dim) gather
-        cand = candidates[start:start + 256]
-        exact = np.einsum("qcd,qd->qc", vectors[np.maximum(cand, 0)], queries[start:start + 256])
-        exact[cand < 0] = _MISSING_SCORE
-        order = np.argsort(-exact, axis=1, kind="stable")[:, :take]
-        scores[start:start + 256, :take] = np.take_along_axis(exact, order, axis=1)
-        rows[start:start + 256, :take] = np.take_along_axis(cand, order, axis=1)
-    return scores, rows
-
-
-def _hnsw_exhaustive(outer: faiss.Index, inner: faiss.Index, queries: np.ndarray, k: int,
-                     sel: faiss.IDSelector) -> tuple[np.ndarray, np.ndarray]:
-    """Exact filtered search under HNSW: scan its flat vector store, scoring only vectors whose id is allowed."""
-    storage = faiss.downcast_index(inner.storage)
-    scores, rows = storage.search(queries, k, params=faiss.SearchParameters(sel=sel))
-    return scores, _to_ids(outer, rows)
-
-
-def search(
-    index: faiss.Index,
-    queries: np.ndarray,
-    k: int,
-    params: IndexParams = IndexParams(),
-    *,
-    selector_ids: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k by cosine: (scores (q, k) float32, ids (q, k) int64), best first; missing results have id -1 and score
-    -inf. efSearch comes from params; nprobe from params.ivf_nprobe or else the value stored at build time.
-
-    selector_ids restricts results to those ids (FAISS selectors, no over-fetching). Approximate search misses allowed
-    neighbours under narrow filters, so a filter of <= 20,000 ids is answered exhaustively over the allowed ids (one
-    membership test per stored vector, distances only for allowed ones: exact for flat/hnsw/ivf_flat, PQ-ranked then
-    refined for ivf_pq). Wider filters use the approximate search (HNSW with efSearch raised by 1/selectivity), and
-    rows that come back short of k are redone exhaustively.
-    """
-    kind, outer, inner = _parts(index)
-    q = _as_vectors(queries, "queries", dim=outer.d)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise IndexInputError(f"k must be a positive integer; got {k!r}")
-    k = int(k)
-    allowed = None
-    if selector_ids is not None:
-        allowed = np.unique(_as_ids(selector_ids, "selector_ids", unique=False))
-    scores = np.full((q.shape[0], k), _MISSING_SCORE, dtype=np.float32)
-    labels = np.full((q.shape[0], k), -1, dtype=np.int64)
-    if not q.shape[0] or not outer.ntotal or (allowed is not None and not allowed.size):
-        return scores, labels
-
-    if allowed is None:
-        scores[:], labels[:] = _run(outer, inner, q, k, _search_params(kind, outer, k, params, None, False),
-                                    params.pq_refine_factor)
-    else:
-        sel = _selector(outer, inner, allowed)
-        exhaustive = allowed.size <= _FILTER_EXHAUSTIVE_MAX
-        if kind == "hnsw" and exhaustive:
-            scores[:], labels[:] = _hnsw_exhaustive(outer, inner, q, k, sel[0])
-        else:
-            selectivity = min(1.0, allowed.size / outer.ntotal)
-            scores[:], labels[:] = _run(outer, inner, q, k,
-                                        _search_params(kind, outer, k, params, sel[0], exhaustive, selectivity),
-                                        params.pq_refine_factor)
-        expected = min(k, allowed.size, outer.ntotal)
-        short = np.flatnonzero((labels >= 0).sum(axis=1) < expected)
-        if short.size and kind != "flat" and not exhaustive:
-            rows_q = np.ascontiguousarray(q[short])
-            if kind == "hnsw":
-                scores[short], labels[short] = _hnsw_exhaustive(outer, inner, rows_q, k, sel[0])
-            else:
-                scores[short], labels[short] = _run(outer, inner, rows_q, k,
-                                                    _search_params(kind, outer, k, params, sel[0], True),
-                                                    params.pq_refine_factor)
-    scores[labels < 0] = _MISSING_SCORE
-    return scores, labels
-
-
-def recall_against_exact(
-    index: faiss.Index,
-    vectors: np.ndarray,
-    ids: np.ndarray,
-    k: int = 10,
-    sample: int = 1000,
-    params: IndexParams = IndexParams(),
-    seed: int = 0,
-) -> float:
-    """Mean recall@k of `index` against exact inner-product search over (vectors, ids), with `sample` queries made
-    from the vectors plus small noise (renormalised) so they are near, but not equal to, indexed points."""
-    x = _as_vectors(vectors, "vectors", dim=index.d)
-    ids64 = _as_ids(ids, "ids", n=x.shape[0])
-    n = x.shape[0]
-    if not n or sample < 1:
-        return 1.0
-    k_eff = min(k, n)
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(n, size=min(sample, n), replace=False)
-    queries = x[rows] + rng.normal(scale=0.1 / math.sqrt(x.shape[1]), size=(rows.size, x.shape[1])).astype(np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    _, exact_rows = faiss.knn(queries, x, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
-    exact = ids64[exact_rows]
-    _, got = search(index, queries, k_eff, params)
-    hits = sum(np.intersect1d(e, g[g >= 0]).size for e, g in zip(exact, got))
-    return hits / (k_eff * rows.size)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# persistence
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_index(index: faiss.Index, path: Path) -> None:
-    """Write atomically: temp file in the same folder, fsync, os.replace, fsync the folder, so a crash leaves either
-    the old file or the new one, never a torn one."""
-    path = Path(path)
-    _parts(index)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise IndexFileError(path, f"cannot create a file next to it: {exc.strerror or exc}") from exc
-    os.close(fd)
-    try:
-        try:
-            faiss.write_index(index, tmp_name)
-        except RuntimeError as exc:
-            raise IndexFileError(path, f"could not write index: {exc}") from exc
-        fd = os.open(tmp_name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
-
-
-def read_index(path: Path) -> faiss.Index:
-    """Read an index written by write_index; IndexFileError naming the file when it is missing, corrupt or foreign."""
-    path = Path(path)
-    if not path.exists():
-        raise IndexFileError(path, "index file does not exist")
-    if not path.is_file():
-        raise IndexFileError(path, "not a regular file")
-    try:
-        index = faiss.read_index(str(path))
-    except (RuntimeError, MemoryError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise IndexFileError(path, f"corrupt or unreadable FAISS index ({detail})") from exc
-    try:
-        _parts(index)
-    except IndexInputError as exc:
-        raise IndexFileError(path, str(exc)) from exc
-    return index
-
-
-def set_threads(threads: int) -> int:
-    """Set FAISS's OpenMP thread count (0: all cores); returns the previous count."""
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads if threads > 0 else (os.cpu_count() or 1))
-    return previous

@@ -7,14 +7,11 @@ catalog's vector id) and the fields the query filters read: the item's id, modal
 number of uris, file time and metadata. A query's filters then become a Milvus filter expression
 evaluated beside the vectors, instead of a list of allowed ids.
 
-That expression may let through more than the catalog's filter (the planner checks every
-candidate against the catalog and drops extras) but never less, since a miss cannot be recovered:
-
-* a uri glob becomes LIKE with ``*`` -> ``%`` and every other special character -> ``_``, and an
-  item with several uris always passes it (only its first uri is stored);
-* uris and file times change without new vectors (a touched file, a duplicate linked to an item),
-  so every sync compares a digest of each item's fields with the one recorded at the last sync
-  (``milvus-<prefix>.npz`` in the collection folder) and rewrites the entities of the items that changed.
+That expression may let through more than the catalog's filter, never less (see
+`milvus_filters.py`). Uris and file times change without new vectors (a touched file, a
+duplicate linked to an item), so every sync compares a digest of each item's fields with the one
+recorded at the last sync (``milvus-<prefix>.npz`` in the collection folder) and rewrites the
+entities of the items that changed.
 
 Milvus Lite serves one process at a time (it locks its file): a server process and an indexer
 running beside it need a Milvus server.
@@ -24,7 +21,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import re
@@ -44,22 +40,16 @@ from crossmodal.errors import BackendError
 from crossmodal.settings import IndexSettings
 from crossmodal.storage.backends import faiss_index
 from crossmodal.storage.backends.base import IndexBackend, VectorIndex
+from crossmodal.storage.backends.milvus_filters import canonical_fields
+from crossmodal.storage.backends.milvus_index import METRIC, MilvusIndex
 from crossmodal.storage.catalog import Catalog
-from crossmodal.storage.filters import Filters
 
 log = logging.getLogger(__name__)
 
 LITE_FILE = "milvus.db"
 TOKEN_ENV = "CROSSMODAL_MILVUS_TOKEN"
-METRIC = "COSINE"
-MAX_TOPK = 16_384
-"""Milvus refuses larger search limits and query windows."""
-_WRITE_BATCH = 1_000
-_ID_BATCH = 10_000
-_SQL_CHUNK = 500
 _URI_MAX_BYTES = 65_535
 _INDEX_TYPES = {"flat": "FLAT", "hnsw": "HNSW", "ivf_flat": "IVF_FLAT", "ivf_pq": "IVF_PQ"}
-_MISSING_SCORE = -np.inf
 
 
 def is_server(uri: str) -> bool:
@@ -83,52 +73,6 @@ def new_spec(uri: str, collection: str) -> dict[str, Any]:
     return {"name": "milvus", "uri": uri or LITE_FILE, "prefix": f"cm_{name}_{secrets.token_hex(4)}"}
 
 
-def glob_to_like(pattern: str) -> str:
-    """A LIKE pattern matching at least every string the shell-style glob matches: ``*`` is ``%``,
-    and ``?``, a ``[...]`` class and any character LIKE treats specially become ``_``."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            if not out or out[-1] != "%":
-                out.append("%")
-        elif ch == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("^", "!", "]") else i + 1)
-            out.append("_")
-            if end != -1:
-                i = end
-        elif ch in "?%_\\":
-            out.append("_")
-        else:
-            out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def _literal(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
-def filter_expression(filters: Filters | None) -> str | None:
-    """The Milvus filter expression for ``filters`` (None when they are empty); see the module
-    docstring for why it may pass more than the catalog does, never less."""
-    if filters is None or not filters.active:
-        return None
-    clauses = []
-    if filters.modalities:
-        clauses.append(f"modality in [{', '.join(_literal(m) for m in filters.modalities)}]")
-    if filters.uri_glob:
-        clauses.append(f"(n_uris != 1 or uri like {_literal(glob_to_like(filters.uri_glob))})")
-    for key, value in filters.meta.items():
-        clauses.append(f"meta[{_literal(str(key))}] == {_literal(str(value))}")
-    if filters.after is not None and np.isfinite(filters.after):
-        clauses.append(f"mtime >= {float(filters.after)!r}")
-    if filters.before is not None and np.isfinite(filters.before):
-        clauses.append(f"mtime <= {float(filters.before)!r}")
-    return " and ".join(clauses) or None
-
-
 @contextmanager
 def _quiet(*loggers: str) -> Iterator[None]:
     """Silence libraries that log a traceback for an error this module reports itself."""
@@ -141,134 +85,6 @@ def _quiet(*loggers: str) -> Iterator[None]:
     finally:
         for h, was in zip(handles, before):
             h.disabled = was
-
-
-def _canonical(fields: dict[str, Any]) -> bytes:
-    """One item's filter fields as bytes that change exactly when a field does."""
-    return repr((fields["modality"], fields["uri"], fields["n_uris"], fields["mtime"],
-                 sorted(fields["meta"].items()))).encode("utf-8")
-
-
-def _chunks(values: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
-class MilvusIndex(VectorIndex):
-    """A handle on one Milvus collection; nothing is held in this process but its count."""
-
-    pushes_filters = True
-
-    def __init__(self, backend: MilvusBackend, collection: str, kind: str, search_params: dict[str, Any],
-                 ntotal: int) -> None:
-        self.backend = backend
-        self.collection = collection
-        self._kind = kind
-        self.search_params = search_params
-        self._ntotal = ntotal
-
-    @property
-    def kind(self) -> str:
-        return self._kind
-
-    @property
-    def ntotal(self) -> int:
-        return self._ntotal
-
-    def count(self) -> int:
-        with self.backend.errors(f"counting {self.collection}"):
-            rows = self.backend.client.query(self.collection, filter="", output_fields=["count(*)"],
-                                             consistency_level="Strong")
-        self._ntotal = int(rows[0]["count(*)"])
-        return self._ntotal
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Upsert, so ids a crashed run already wrote are replaced rather than refused."""
-        self.write(ids, vectors, upsert=True)
-
-    def write(self, ids: np.ndarray, vectors: np.ndarray, upsert: bool) -> None:
-        """Store vectors with their items' filter fields, in batches the server accepts."""
-        ids = np.asarray(ids, dtype=np.int64)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
-            raise BackendError(f"{ids.shape[0]} ids for vectors of shape {vectors.shape}")
-        client = self.backend.client
-        for start in range(0, ids.shape[0], _WRITE_BATCH):
-            rows = self.backend.rows(ids[start:start + _WRITE_BATCH], vectors[start:start + _WRITE_BATCH])
-            if not rows:
-                continue
-            with self.backend.errors(f"writing to {self.collection}"):
-                if upsert:
-                    client.upsert(self.collection, rows)
-                else:
-                    client.insert(self.collection, rows)
-        self.count()
-
-    def remove(self, ids: np.ndarray) -> int:
-        drop = [int(i) for i in np.unique(np.asarray(ids, dtype=np.int64))]
-        if not drop:
-            return 0
-        before = self.count()
-        for part in _chunks(drop, _ID_BATCH):
-            with self.backend.errors(f"deleting from {self.collection}"):
-                self.backend.client.delete(self.collection, ids=part)
-        return before - self.count()
-
-    def stored_ids(self) -> np.ndarray:
-        """Every stored id, read in id windows no larger than Milvus's query limit."""
-        out: list[int] = []
-        bound = self.backend.id_bound()
-        for low in range(0, bound + 1, MAX_TOPK):
-            with self.backend.errors(f"listing ids of {self.collection}"):
-                rows = self.backend.client.query(self.collection, filter=f"id >= {low} and id < {low + MAX_TOPK}",
-                                                 output_fields=["id"], limit=MAX_TOPK, consistency_level="Strong")
-            out.extend(int(r["id"]) for r in rows)
-        return np.array(out, dtype=np.int64)
-
-    def existing(self, ids: list[int]) -> list[int]:
-        """Which of ``ids`` this collection holds."""
-        found: list[int] = []
-        for part in _chunks(ids, MAX_TOPK):
-            with self.backend.errors(f"reading {self.collection}"):
-                rows = self.backend.client.query(self.collection, filter=f"id in {part}", output_fields=["id"],
-                                                 limit=MAX_TOPK, consistency_level="Strong")
-            found.extend(int(r["id"]) for r in rows)
-        return found
-
-    def search(self, queries: np.ndarray, k: int, *, selector_ids: np.ndarray | None = None,
-               filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by cosine with ``filters`` pushed down as an expression (and ``selector_ids`` as
-        ``id in [...]``); k is capped at Milvus's limit of 16,384."""
-        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise BackendError(f"k must be a positive integer; got {k!r}")
-        scores = np.full((q.shape[0], int(k)), _MISSING_SCORE, dtype=np.float32)
-        labels = np.full((q.shape[0], int(k)), -1, dtype=np.int64)
-        clauses = []
-        expression = filter_expression(filters)
-        if expression:
-            clauses.append(f"({expression})")
-        if selector_ids is not None:
-            allowed = np.unique(np.asarray(selector_ids, dtype=np.int64))
-            if not allowed.size:
-                return scores, labels
-            clauses.append(f"id in {allowed.tolist()}")
-        if not q.shape[0]:
-            return scores, labels
-        limit = min(int(k), MAX_TOPK)
-        params = dict(self.search_params)
-        if "ef" in params:
-            params["ef"] = max(int(params["ef"]), limit)
-        with self.backend.errors(f"searching {self.collection}"):
-            result = self.backend.client.search(
-                self.collection, data=list(q), limit=limit, filter=" and ".join(clauses),
-                output_fields=["id"], search_params={"metric_type": METRIC, "params": params},
-                consistency_level="Strong")
-        for row, hits in enumerate(result):
-            for col, hit in enumerate(hits):
-                labels[row, col] = int(hit["id"])
-                scores[row, col] = float(hit["distance"])
-        return scores, labels
 
 
 class MilvusBackend(IndexBackend):
@@ -467,45 +283,20 @@ class MilvusBackend(IndexBackend):
 
     # Filter fields.
     def id_bound(self) -> int:
-        """The largest vector id the catalog ever handed out (ids are never reused)."""
-        row = self.catalog.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vectors'").fetchone()
-        return int(row[0]) if row else 0
+        return self.catalog.id_bound()
 
     def item_fields(self, item_ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
-        """Filter fields per item, as the catalog's `filter_vector_ids` sees them: modality, first
-        uri and uri count, file time (newest file mtime in seconds, else when it was added) and
-        metadata as text. All items when ``item_ids`` is None."""
-        db = self.catalog.db
-        sql = ("SELECT i.id, i.modality, i.added_at, MIN(f.uri), COUNT(f.uri), MAX(f.mtime_ns) "
-               "FROM items i LEFT JOIN files f ON f.item_id = i.id")
-        if item_ids is None:
-            rows = db.execute(sql + " GROUP BY i.id").fetchall()
-            metas = db.execute("SELECT item_id, key, value FROM item_meta").fetchall()
-        else:
-            rows, metas = [], []
-            for part in _chunks(item_ids, _SQL_CHUNK):
-                marks = ",".join("?" * len(part))
-                rows += db.execute(sql + f" WHERE i.id IN ({marks}) GROUP BY i.id", part).fetchall()
-                metas += db.execute(f"SELECT item_id, key, value FROM item_meta WHERE item_id IN ({marks})",
-                                    part).fetchall()
-        out: dict[int, dict[str, Any]] = {}
-        for item_id, modality, added_at, uri, n_uris, mtime_ns in rows:
-            uri = uri or ""
-            if len(uri.encode("utf-8")) > _URI_MAX_BYTES:
-                uri, n_uris = "", 0
-            out[int(item_id)] = {"item_id": int(item_id), "modality": modality, "uri": uri, "n_uris": int(n_uris),
-                                 "mtime": float(added_at) if mtime_ns is None else mtime_ns / 1e9, "meta": {}}
-        for item_id, key, value in metas:
-            if int(item_id) in out:
-                out[int(item_id)]["meta"][key] = value
-        return out
+        """The catalog's filter fields per item, with a uri too long for Milvus left out (such an
+        item then passes every uri glob, which the planner's own check narrows)."""
+        fields = self.catalog.filter_fields(item_ids)
+        for f in fields.values():
+            if len(f["uri"].encode("utf-8")) > _URI_MAX_BYTES:
+                f["uri"], f["n_uris"] = "", 0
+        return fields
 
     def rows(self, ids: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
         """Entities for vector ids still in the catalog: the vector and its item's filter fields."""
-        owners: dict[int, int] = {}
-        for part in _chunks([int(i) for i in ids], _SQL_CHUNK):
-            owners.update(self.catalog.db.execute(
-                f"SELECT id, item_id FROM vectors WHERE id IN ({','.join('?' * len(part))})", part).fetchall())
+        owners = self.catalog.vector_items(ids)
         fields = self.item_fields(sorted(set(owners.values())))
         out = []
         for vid, vector in zip(ids, vectors):
@@ -522,7 +313,7 @@ class MilvusBackend(IndexBackend):
         fields = self.item_fields()
         ids = np.array(sorted(fields), dtype=np.int64)
         digests = np.fromiter(
-            (int.from_bytes(hashlib.blake2b(_canonical(fields[int(i)]), digest_size=8).digest(), "little")
+            (int.from_bytes(hashlib.blake2b(canonical_fields(fields[int(i)]), digest_size=8).digest(), "little")
              for i in ids),
             dtype=np.uint64, count=ids.size)
         return ids, digests
@@ -543,7 +334,7 @@ class MilvusBackend(IndexBackend):
                 changed = ids
             if changed.size:
                 log.info("refreshing filter fields of %d item(s) in Milvus", changed.size)
-                vector_ids = self._vectors_of(changed.tolist())
+                vector_ids = self.catalog.vectors_of_items(changed.tolist())
                 for name, entry in stale.items():
                     index = self.open(name, entry)
                     held = index.existing(vector_ids)
@@ -553,10 +344,3 @@ class MilvusBackend(IndexBackend):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
         np.savez(tmp, ids=ids, digests=digests)
         os.replace(tmp, path)
-
-    def _vectors_of(self, item_ids: list[int]) -> list[int]:
-        out: list[int] = []
-        for part in _chunks(item_ids, _SQL_CHUNK):
-            out += [int(r[0]) for r in self.catalog.db.execute(
-                f"SELECT id FROM vectors WHERE item_id IN ({','.join('?' * len(part))})", part)]
-        return out
