@@ -31,13 +31,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from crossmodal.items import NewItem
 from crossmodal.search.query import Filters
 from crossmodal.settings import IndexSettings
 from crossmodal.storage.backends import faiss_search
 from crossmodal.storage.backends.base import IndexBackend, VectorIndex
 from crossmodal.storage.backends.faiss_backend import FaissBackend
 from crossmodal.storage.backends.milvus_backend import MilvusBackend, new_spec
-from crossmodal.storage.catalog import Catalog, NewItem
+from crossmodal.storage.catalog import Catalog
 
 DIM = 128
 

@@ -6,7 +6,7 @@ content hashes differ), then, alternating in the same process, times
   the same inputs, already decoded in memory, with torch's own threads; and the same forward
   spread over the indexer's worker processes (one torch thread each), for comparison;
 - a second baseline: the naive loop (decode a batch of files, embed it; no catalog, no index);
-- end to end: `index_paths` into a fresh collection (discovery, sniffing, hashing, decoding in
+- end to end: `Engine.index` into a fresh collection (discovery, sniffing, hashing, decoding in
   worker processes, batched embedding, SQLite commits, index files).
 Prints JSON with medians and the ratio end-to-end / baseline throughput. It also measures the
 CPU work of the forward and of a whole run, each done serially (one torch thread, inline
@@ -39,11 +39,11 @@ import torch
 from PIL import Image
 
 from crossmodal.aligner.registry import load_aligner
+from crossmodal.core import Engine
 from crossmodal.demo.showcase import CORPUS_DIR
-from crossmodal.core.indexing import index_paths
 from crossmodal.ingest.decode import decode_audio, decode_image, read_text
-from crossmodal.ingest.embed import embed_workers
 from crossmodal.ingest.discover import discover
+from crossmodal.ingest.embed import embed_workers
 from crossmodal.ingest.workers import OrderedProcessMap, batched
 from crossmodal.settings import Settings
 
@@ -134,7 +134,8 @@ def cpu_work(aligner, images, clips, texts, root: Path, settings: Settings) -> d
         forward = time.process_time() - start
         inline = replace(settings, ingest=replace(settings.ingest, workers=0))
         start = time.process_time()
-        index_paths(root / "cpu-work", [root / "corpus"], inline, progress=False, aligner=aligner)
+        with Engine.open(root / "cpu-work", create=True, settings=inline, aligner=aligner) as engine:
+            engine.index([root / "corpus"], progress=False)
         e2e = time.process_time() - start
     finally:
         torch.set_num_threads(threads)
@@ -174,7 +175,8 @@ def main() -> int:
             naive.append(decode_then_forward(aligner, cands, settings.ingest.batch_size))
             target = root / f"coll{r}"
             start = time.perf_counter()
-            report = index_paths(target, [root / "corpus"], settings, progress=False, aligner=aligner)
+            with Engine.open(target, create=True, settings=settings, aligner=aligner) as engine:
+                report = engine.index([root / "corpus"], progress=False)
             e2e.append(time.perf_counter() - start)
             assert report.added == n, (report.added, n)
             shutil.rmtree(target)

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.aligner.registry import load_aligner
-from crossmodal.storage.catalog import NewItem
-from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.core.engine import Engine
-from crossmodal.core.indexing import index_paths, model_info
-from crossmodal.storage.collection import Collection
+from crossmodal.core.indexing import model_info
+from crossmodal.demo.showcase import CORPUS_DIR
+from crossmodal.items import NewItem
 from crossmodal.search.query import Filters, Query, QueryPart
 from crossmodal.settings import Settings
+from crossmodal.storage.collection import Collection
 
 
 def clustered(n: int, dim: int, clusters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -105,8 +105,8 @@ def overhead(items: int, queries: int, aligner, seed: int) -> dict:
 def personalisation(aligner, likes_steps: list[int]) -> dict:
     with tempfile.TemporaryDirectory(prefix="crossmodal-personal-") as tmp:
         folder = Path(tmp) / "demo"
-        index_paths(folder, [CORPUS_DIR], Settings(), progress=False, aligner=aligner)
-        with Engine.open(folder, aligner=aligner) as engine:
+        with Engine.open(folder, create=True, settings=Settings(), aligner=aligner) as engine:
+            engine.index([CORPUS_DIR / "manifest.jsonl"], progress=False)
             _, vectors = engine.collection.catalog.vectors(["image", "audio", "text"])
             neutral = QueryPart("image", vector=vectors.mean(axis=0))
             words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -187,12 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="late-fusion merge (default: [search] late_merge, score)")
     p.add_argument("--explain", action="store_true", help="print the plan and each result's score parts")
     f = p.add_argument_group("filters")
-    f.add_argument("--only", type=modality_list, default=None, metavar="M,...", help="item modalities to keep")
-    f.add_argument("--uri-glob", default=None, metavar="PATTERN", help="keep items whose path matches this pattern")
+    f.add_argument("--only", type=modality_list, default=None, metavar="M,...",
+                   help="item modalities to keep (default: all)")
+    f.add_argument("--uri-glob", default=None, metavar="PATTERN",
+                   help="keep items whose path matches this shell pattern (default: any path)")
     f.add_argument("--meta", type=meta_pair, action="append", metavar="KEY=VALUE",
-                   help="keep items whose metadata has this value (repeatable)")
-    f.add_argument("--after", default=None, metavar="TIME", help="file modified at or after (ISO date or epoch s)")
-    f.add_argument("--before", default=None, metavar="TIME", help="file modified at or before (ISO date or epoch s)")
+                   help="keep items whose metadata has this value; repeatable (default: any)")
+    f.add_argument("--after", default=None, metavar="TIME",
+                   help="file modified at or after, as an ISO date or epoch seconds (default: no bound)")
+    f.add_argument("--before", default=None, metavar="TIME",
+                   help="file modified at or before, as an ISO date or epoch seconds (default: no bound)")
     _model_option(p, "must be the collection's own model (default: the collection's own)")
 
     p = command("feedback", "record a user's like, dislike or click on an item; it shapes their next search")
