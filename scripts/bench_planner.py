@@ -106,7 +106,7 @@ def personalisation(aligner, likes_steps: list[int]) -> dict:
     with tempfile.TemporaryDirectory(prefix="crossmodal-personal-") as tmp:
         folder = Path(tmp) / "demo"
         with Engine.open(folder, create=True, settings=Settings(), aligner=aligner) as engine:
-            engine.index([CORPUS_DIR / "manifest.jsonl"], progress=False)
+            engine.index([CORPUS_DIR / "items.jsonl"], progress=False)
             _, vectors = engine.collection.catalog.vectors(["image", "audio", "text"])
             neutral = QueryPart("image", vector=vectors.mean(axis=0))
             words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from starter.digits_world import (
-    DIGIT_WORDS,
     FSDD_TEST_INDEXES,
     captions,
     fsdd_recordings,
@@ -106,7 +105,7 @@ crossmodal. It is rebuilt by `scripts/build_demo_corpus.py`.
 - Licence: Creative Commons Attribution-ShareAlike 3.0 (CC BY-SA 3.0),
   https://creativecommons.org/licenses/by-sa/3.0/
 
-## text/ and the captions in manifest.jsonl
+## The texts and captions in items.jsonl
 - {n_text} short texts about the digits and {n_captions} captions (held-out caption templates
   of `scripts/starter/digits_world.py`), written for crossmodal and distributed under the
   same licence as the crossmodal source code.
@@ -153,26 +152,23 @@ def _copy_audio(data_dir: Path, out: Path) -> list[dict]:
     return rows
 
 
-def _write_texts(out: Path) -> list[dict]:
-    rows = []
-    (out / "text").mkdir(parents=True, exist_ok=True)
-    for digit, snippets in SNIPPETS.items():
-        for number, snippet in enumerate(snippets, start=1):
-            rel = f"text/{DIGIT_WORDS[digit]}_{number:02d}.txt"
-            (out / rel).write_text(snippet + "\n", encoding="utf-8")
-            rows.append({"modality": "text", "text": snippet, "label": str(digit),
-                         "meta": {"file": rel}})
-    return rows
+def _notes() -> list[dict]:
+    """Short texts about each digit, inline in the item list (no loose copies: the demo indexes
+    the list, and a loose copy would be a second item with the same text)."""
+    return [{"modality": "text", "text": snippet, "label": str(digit), "meta": {"source": "note"}}
+            for digit, snippets in SNIPPETS.items() for snippet in snippets]
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
-    """Drop files a previous build wrote that this one did not, so the corpus matches its manifest."""
+    """Drop files a previous build wrote that this one did not, so the corpus matches its item list."""
     for sub in ("images", "audio", "text"):
         folder = out / sub
         for path in folder.iterdir() if folder.is_dir() else ():
             if path.is_file() and f"{sub}/{path.name}" not in keep:
                 LOG.info("removing stale %s", path)
                 path.unlink()
+    if (out / "text").is_dir() and not any((out / "text").iterdir()):
+        (out / "text").rmdir()
 
 
 def build(data_dir: Path, out: Path) -> dict:
@@ -180,13 +176,12 @@ def build(data_dir: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     image_rows = _write_images(data_dir, out)
     audio_rows = _copy_audio(data_dir, out)
-    text_rows = _write_texts(out)
+    text_rows = _notes()
     caption_rows = [{"modality": "text", "text": text, "label": label,
                      "meta": {"source": "caption"}} for text, label in captions("heldout")]
     rows = image_rows + audio_rows + text_rows + caption_rows
-    _remove_stale(out, {row["path"] for row in image_rows + audio_rows}
-                  | {row["meta"]["file"] for row in text_rows})
-    write_item_list(out / "manifest.jsonl", rows)
+    _remove_stale(out, {row["path"] for row in image_rows + audio_rows})
+    write_item_list(out / "items.jsonl", rows)
     (out / "ATTRIBUTION.md").write_text(ATTRIBUTION.format(
         n_audio=len(audio_rows), n_images=len(image_rows), per_digit=IMAGES_PER_DIGIT,
         n_text=len(text_rows), n_captions=len(caption_rows)), encoding="utf-8")
@@ -196,8 +191,7 @@ def build(data_dir: Path, out: Path) -> dict:
                     SIZE_LIMIT_BYTES / 2**20)
     return {"out": str(out), "bytes": size,
             "items": dict(sorted(Counter(row["modality"] for row in rows).items())),
-            "files": {"images": len(image_rows), "audio": len(audio_rows),
-                      "text": len(text_rows)},
+            "files": {"images": len(image_rows), "audio": len(audio_rows)},
             "captions": len(caption_rows)}
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Spoken digits from the local speech synthesisers, as a labelled manifest.
+"""Spoken digits from the local speech synthesisers, as a labelled item list.
 
 Needs at least one of espeak-ng, flite, festival (apt-get install espeak-ng flite festival
 festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts). Voices are split by identity into a
@@ -9,8 +9,8 @@ Training audio for the starter model (train_starter_model.py --tts-voices does t
     python scripts/make_tts_digits.py --pool train --voices 240 --out build/tts-train
 A check on voices nothing trained on:
     python scripts/make_tts_digits.py --pool eval --voices 60 --out build/tts-eval
-    crossmodal eval --manifest build/tts-eval/manifest.jsonl --directions 'audio->text,audio->image'
-The eval manifest also lists the held-out captions and the demo corpus images as galleries.
+    crossmodal eval --list build/tts-eval/items.jsonl --directions 'audio->text,audio->image'
+The eval item list also lists the held-out captions and the demo corpus images as galleries.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from starter.digits_world import captions
-from starter.tts_voices import write_tts_manifest
+from starter.tts_voices import write_tts_list
 
 from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.errors import ConfigError
@@ -44,16 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.pool == "eval":
         galleries = [{"modality": "text", "text": text, "label": label} for text, label in captions("heldout")]
         galleries += [{"modality": "image", "path": str(it.path.resolve()), "label": it.label}
-                      for it in read_item_list(CORPUS_DIR / "manifest.jsonl") if it.modality == "image"]
+                      for it in read_item_list(CORPUS_DIR / "items.jsonl") if it.modality == "image"]
     def progress(clips):
         return tqdm(clips, total=10 * args.voices, desc="synthesising", unit="clip")
 
     try:
-        path, count = write_tts_manifest(args.out, args.pool, args.voices, args.seed, galleries, progress)
+        path, count = write_tts_list(args.out, args.pool, args.voices, args.seed, galleries, progress)
     except ConfigError as exc:
         print(f"make_tts_digits: error: {exc}", file=sys.stderr)
         return 1
-    json.dump({"manifest": str(path), "items": count}, sys.stdout)
+    json.dump({"item_list": str(path), "items": count}, sys.stdout)
     sys.stdout.write("\n")
     return 0
 

@@ -1,7 +1,7 @@
-"""Turn raw MNIST + FSDD downloads into the digits-world manifests the trainer reads.
+"""Turn raw MNIST + FSDD downloads into the digits-world item lists the trainer reads.
 
 Example: python scripts/prepare_digits_data.py --data ../shared/data --holdout-speakers theo
-Prints a JSON summary (items per manifest and modality) to stdout.
+Prints a JSON summary (items per item list and modality) to stdout.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # Run from a checkout: the research package `starter` lives beside this script.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from starter.digits_world import write_digits_manifests
+from starter.digits_world import write_digits_lists
 
 from crossmodal.errors import CrossmodalError
 from crossmodal.ingest.item_list import read_item_list
@@ -26,11 +26,11 @@ from crossmodal.ingest.item_list import read_item_list
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Extract MNIST to PNGs and write train/eval/holdout JSONL manifests.")
+        description="Extract MNIST to PNGs and write train/eval/holdout JSONL item lists.")
     parser.add_argument("--data", type=Path, required=True,
                         help="folder holding mnist/ (IDX files) and fsdd/recordings/")
     parser.add_argument("--out", type=Path, default=Path("build/digits"),
-                        help="output folder for PNGs and manifests (default: build/digits)")
+                        help="output folder for PNGs and item lists (default: build/digits)")
     parser.add_argument("--holdout-speakers", default="",
                         help="comma-separated FSDD speakers to leave out of training, e.g. theo,lucas")
     parser.add_argument("--mnist-train-limit", type=int, default=None,
@@ -42,7 +42,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def summarise(paths: dict[str, Path]) -> dict:
-    """Count items per modality in each manifest, read back so the summary reflects the files."""
+    """Count items per modality in each item list, read back so the summary reflects the files."""
     summary: dict[str, dict] = {}
     for name, path in paths.items():
         counts = Counter(item.modality for item in read_item_list(path))
@@ -57,14 +57,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     holdout = [s.strip() for s in args.holdout_speakers.split(",") if s.strip()]
     try:
-        paths = write_digits_manifests(args.data, args.out, holdout_speakers=holdout,
+        paths = write_digits_lists(args.data, args.out, holdout_speakers=holdout,
                                        mnist_train_limit=args.mnist_train_limit,
                                        mnist_test_limit=args.mnist_test_limit)
         summary = summarise(paths)
     except CrossmodalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"out": str(args.out), "holdout_speakers": holdout, "manifests": summary},
+    print(json.dumps({"out": str(args.out), "holdout_speakers": holdout, "lists": summary},
                      indent=2))
     return 0
 

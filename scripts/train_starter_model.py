@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder holding mnist/ and fsdd/recordings/")
     parser.add_argument("--out", type=Path, default=PRETRAINED_DIR / "starter", help="checkpoint folder")
-    parser.add_argument("--work", type=Path, default=Path("build/digits"), help="PNGs and manifests")
+    parser.add_argument("--work", type=Path, default=Path("build/digits"), help="PNGs and item lists")
     parser.add_argument("--config", default="starter-digits", help="aligner config name or JSON path")
     parser.add_argument("--holdout-speakers", default="", help="comma-separated FSDD speakers to leave out")
     parser.add_argument("--epochs", type=int, default=10)

@@ -24,7 +24,7 @@ def test_wheel_contains_web_ui_model_configs_and_every_package(tmp_path):
                      "crossmodal/web/static/app.css", "crossmodal/aligner/pretrained/starter/model.safetensors",
                      "crossmodal/aligner/pretrained/starter/config.json",
                      "crossmodal/aligner/configs/starter-digits.json",
-                     "crossmodal/demo/corpus/manifest.jsonl", "crossmodal/storage/backends/faiss_index.py",
+                     "crossmodal/demo/corpus/items.jsonl", "crossmodal/storage/backends/faiss_index.py",
                      "crossmodal/server/app.py", "crossmodal/ingest/sniff.py"):
         assert required in names, required
     sources = {p.relative_to(ROOT / "crossmodal").as_posix() for p in (ROOT / "crossmodal").rglob("*.py")}

@@ -14,7 +14,7 @@ from pathlib import Path
 from crossmodal.core import Engine, IndexReport, Query, QueryPart, SearchResult
 
 CORPUS_DIR = Path(__file__).with_name("corpus")
-CORPUS_LIST = CORPUS_DIR / "manifest.jsonl"
+CORPUS_LIST = CORPUS_DIR / "items.jsonl"
 DEFAULT_TEXT_QUERY = "someone saying seven"
 DEFAULT_IMAGE_QUERY = CORPUS_DIR / "images" / "mnist_t10k_00173_3.png"
 DEFAULT_AUDIO_QUERY = CORPUS_DIR / "audio" / "5_jackson_0.wav"

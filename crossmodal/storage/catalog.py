@@ -15,7 +15,7 @@ Tables:
 
 Item and vector ids are never reused (AUTOINCREMENT), so feedback that names an old item
 never lands on a new one, and an index can be brought up to date by adding the ids above
-the largest it holds. ``generation`` increases with every change to the vectors; the index manifest records the
+the largest it holds. ``generation`` increases with every change to the vectors; the collection's manifest records the
 generation its files were built from. Users and their feedback live beside it in the same
 database file, in `feedback.py`.
 """

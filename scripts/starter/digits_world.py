@@ -225,7 +225,7 @@ def _png_is_current(path: Path, shape: tuple[int, int]) -> bool:
 
 def _extract_mnist(images: np.ndarray, labels: np.ndarray, out_dir: Path, rel_dir: str,
                    split_name: str) -> list[dict]:
-    """Write each image as `rel_dir/{index:05d}_{label}.png` and return its manifest rows."""
+    """Write each image as `rel_dir/{index:05d}_{label}.png` and return its item-list rows."""
     rows: list[dict] = []
     written = 0
     for index, (pixels, label) in enumerate(zip(images, labels)):
@@ -261,7 +261,7 @@ def split_fonts(fonts: Sequence[Path]) -> tuple[list[Path], list[Path]]:
 def render_typeset_digits(out_dir: Path, rel_dir: str, fonts: Sequence[Path | None], per_digit: int,
                           seed: int) -> list[dict]:
     """Draw each digit in the given fonts (None = Pillow's built-in font) at random sizes,
-    weights, angles and polarities; returns manifest rows for the PNGs written under out_dir."""
+    weights, angles and polarities; returns item-list rows for the PNGs written under out_dir."""
     from PIL import ImageDraw, ImageFont
 
     rng = np.random.default_rng(seed)
@@ -307,7 +307,7 @@ def _limit(images: np.ndarray, labels: np.ndarray, limit: int | None,
     return images[:limit], labels[:limit]
 
 
-def write_digits_manifests(
+def write_digits_lists(
     data_dir: Path,
     out_dir: Path,
     holdout_speakers: Sequence[str] = (),
@@ -316,11 +316,11 @@ def write_digits_manifests(
     typeset_per_digit: int = 0,
     seed: int = 0,
 ) -> dict[str, Path]:
-    """Extract MNIST to PNGs under `out_dir` and write train/eval/holdout manifests there.
+    """Extract MNIST to PNGs under `out_dir` and write train/eval/holdout item lists there.
 
-    `data_dir` holds `mnist/` (the four IDX files) and `fsdd/recordings/`. Returns manifest
+    `data_dir` holds `mnist/` (the four IDX files) and `fsdd/recordings/`. Returns item list
     name ("train", "eval", "holdout_<speaker>", "typeset_eval") -> path. Held-out speakers are
-    absent from train.jsonl altogether and get their own manifest with all fifty takes of each
+    absent from train.jsonl altogether and get their own item list with all fifty takes of each
     digit. With ``typeset_per_digit`` > 0, digits drawn in three quarters of the machine's fonts
     (and Pillow's own) join the training images, and the remaining fonts make `typeset_eval`.
     """
@@ -346,7 +346,7 @@ def write_digits_manifests(
     test_image_rows = _extract_mnist(test_images, test_labels, out_dir, "mnist/t10k", "t10k")
     heldout_text = _text_rows("heldout")
 
-    manifests: dict[str, list[dict]] = {
+    lists: dict[str, list[dict]] = {
         "train": train_image_rows
         + _audio_rows(r for r in recs
                       if r.index in FSDD_TRAIN_INDEXES and r.speaker not in holdout)
@@ -357,18 +357,18 @@ def write_digits_manifests(
     }
     if typeset_per_digit > 0:
         train_fonts, eval_fonts = split_fonts(find_fonts())
-        manifests["train"] += render_typeset_digits(out_dir, "typeset/train", [None, *train_fonts],
+        lists["train"] += render_typeset_digits(out_dir, "typeset/train", [None, *train_fonts],
                                                     typeset_per_digit, seed)
         if eval_fonts:
-            manifests["typeset_eval"] = render_typeset_digits(
+            lists["typeset_eval"] = render_typeset_digits(
                 out_dir, "typeset/eval", eval_fonts, max(10, typeset_per_digit // 5), seed + 1) + heldout_text
     for speaker in holdout:
-        manifests[f"holdout_{speaker}"] = (
+        lists[f"holdout_{speaker}"] = (
             _audio_rows(r for r in recs if r.speaker == speaker) + test_image_rows + heldout_text
         )
 
     paths: dict[str, Path] = {}
-    for name, rows in manifests.items():
+    for name, rows in lists.items():
         path = out_dir / f"{name}.jsonl"
         count = write_item_list(path, rows)
         LOG.info("wrote %s (%d items)", path, count)

@@ -20,8 +20,8 @@ from crossmodal.evaluation.metrics import ALL_DIRECTIONS
 from crossmodal.ingest.item_list import read_item_list
 from crossmodal.training.trainer import TrainCfg, seed_everything, train
 
-from .digits_world import write_digits_manifests
-from .tts_voices import write_tts_manifest
+from .digits_world import write_digits_lists
+from .tts_voices import write_tts_list
 
 LOG = logging.getLogger(__name__)
 
@@ -36,12 +36,12 @@ def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cf
     then score it on the official held-out split, on unseen fonts, and on each held-out
     speaker. The scores are written into the checkpoint config."""
     started = time.time()
-    manifests = write_digits_manifests(data_dir, work_dir, holdout_speakers, mnist_train_limit=mnist_train_limit,
+    lists = write_digits_lists(data_dir, work_dir, holdout_speakers, mnist_train_limit=mnist_train_limit,
                                        typeset_per_digit=typeset_per_digit, seed=train_cfg.seed)
-    items = read_item_list(manifests["train"])
+    items = read_item_list(lists["train"])
     if tts_voices > 0:
-        tts_manifest, _ = write_tts_manifest(Path(work_dir) / "tts-train", "train", tts_voices, train_cfg.seed)
-        items += read_item_list(tts_manifest)
+        tts_list, _ = write_tts_list(Path(work_dir) / "tts-train", "train", tts_voices, train_cfg.seed)
+        items += read_item_list(tts_list)
     fit_items, val_items = holdout_split(items, val_fraction, train_cfg.seed)
     seed_everything(train_cfg.seed)
     aligner = create_aligner(config)
@@ -60,13 +60,13 @@ def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cf
     train_minutes = (time.time() - started) / 60
     best = load_aligner(out_dir)
     scores: dict[str, Any] = {"validation": result.best_metrics, "best_epoch": result.best_epoch}
-    scores["heldout"] = evaluate_list(manifests["eval"], best, ALL_DIRECTIONS, progress).metrics
-    if "typeset_eval" in manifests:
+    scores["heldout"] = evaluate_list(lists["eval"], best, ALL_DIRECTIONS, progress).metrics
+    if "typeset_eval" in lists:
         scores["typeset_unseen_fonts"] = evaluate_list(
-            manifests["typeset_eval"], best, ["image->text", "text->image"], progress).metrics
+            lists["typeset_eval"], best, ["image->text", "text->image"], progress).metrics
     for speaker in holdout_speakers:
         scores[f"unseen_speaker_{speaker}"] = evaluate_list(
-            manifests[f"holdout_{speaker}"], best, ["audio->image", "audio->text"], progress).metrics
+            lists[f"holdout_{speaker}"], best, ["audio->image", "audio->text"], progress).metrics
     saved = read_checkpoint_config(out_dir)
     save_aligner(best, out_dir, trained_on=saved["trained_on"], metrics=scores)
     return {"checkpoint": str(out_dir), "model_id": load_aligner(out_dir).model_id,

@@ -162,7 +162,7 @@ def synthesize(voice: SyntheticVoice, engines: dict[str, str], text: str, out: P
 def synthesize_digits(voices: Sequence[SyntheticVoice], engines: dict[str, str], out_dir: Path, seed: int,
                       progress: Callable[[Iterable], Iterable] | None = None, workers: int = 4) -> list[dict]:
     """Every voice says every digit word once (random trailing punctuation varies the
-    intonation). Returns manifest rows with the voice in ``meta``, in voice order; failed
+    intonation). Returns item-list rows with the voice in ``meta``, in voice order; failed
     syntheses are logged and left out. The synthesisers are separate processes, so a few run
     at once."""
     rng = random.Random(seed)
@@ -186,10 +186,10 @@ def synthesize_digits(voices: Sequence[SyntheticVoice], engines: dict[str, str],
     return [row for row in rows if row is not None]
 
 
-def write_tts_manifest(out_dir: Path, pool: str, voices: int, seed: int, extra_rows: Sequence[dict] = (),
+def write_tts_list(out_dir: Path, pool: str, voices: int, seed: int, extra_rows: Sequence[dict] = (),
                        progress: Callable[[Iterable], Iterable] | None = None) -> tuple[Path, int]:
-    """Synthesise ``voices`` speakers from ``pool`` into ``out_dir`` and write manifest.jsonl
-    there (plus ``extra_rows``, such as galleries to search). Returns (manifest path, rows)."""
+    """Synthesise ``voices`` speakers from ``pool`` into ``out_dir`` and write items.jsonl
+    there (plus ``extra_rows``, such as galleries to search). Returns (item list path, rows)."""
     engines = installed_engines()
     if not engines:
         raise ConfigError("no speech synthesiser found; install one with: apt-get install espeak-ng flite festival")
@@ -197,5 +197,5 @@ def write_tts_manifest(out_dir: Path, pool: str, voices: int, seed: int, extra_r
     rows = synthesize_digits(drawn, engines, Path(out_dir), seed, progress)
     if not rows:
         raise ConfigError(f"every synthesis failed for the {pool} pool; see the warnings above")
-    path = Path(out_dir) / "manifest.jsonl"
+    path = Path(out_dir) / "items.jsonl"
     return path, write_item_list(path, [*rows, *extra_rows])

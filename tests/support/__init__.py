@@ -1,0 +1,1 @@
+"""Helpers the tests share: media files made on the fly, and reference answers."""
