@@ -147,6 +147,11 @@ class Engine:
         return self.collection.stale
 
     @property
+    def model_loaded(self) -> bool:
+        """Whether the model is in memory yet (commands that need no embedding never load it)."""
+        return self._aligner is not None
+
+    @property
     def aligner(self) -> Aligner:
         """The collection's model, loaded on first use."""
         with self._lock:

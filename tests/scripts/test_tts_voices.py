@@ -1,15 +1,21 @@
-"""Synthetic speakers from the installed speech synthesisers (skipped where none is installed)."""
+"""Synthetic speakers from the installed speech synthesisers (skipped where none is installed,
+except in CI)."""
 
 from __future__ import annotations
 
 import pytest
 from starter.tts_voices import draw_voices, installed_engines, write_tts_list
+from support.tools import require
 
 from crossmodal.ingest.decode import decode_audio
 from crossmodal.ingest.item_list import read_item_list
 
 ENGINES = installed_engines()
-pytestmark = pytest.mark.skipif(not ENGINES, reason="no speech synthesiser (apt-get install espeak-ng)")
+
+
+@pytest.fixture(autouse=True)
+def _synthesiser():
+    require(bool(ENGINES), "no speech synthesiser; install one with `sudo apt-get install espeak-ng`")
 
 
 def test_train_and_eval_pools_never_share_a_voice():

@@ -21,7 +21,19 @@ from support.media import copy_digits, corpus_files, index_paths
 
 from crossmodal.aligner import load_aligner
 from crossmodal.core.engine import Engine
+from crossmodal.errors import (
+    BusyError,
+    CatalogError,
+    CheckpointError,
+    DecodeError,
+    InputError,
+    MediaTypeError,
+    NotFoundError,
+    QueryError,
+    TooLargeError,
+)
 from crossmodal.server import create_app
+from crossmodal.server.app import status_of
 from crossmodal.settings import ServerSettings, Settings
 
 
@@ -257,3 +269,22 @@ def _exercise_server(proc: subprocess.Popen) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("error, status", [
+    (QueryError("k: bad"), 400), (InputError("body: bad"), 400), (TooLargeError("image: big"), 413),
+    (MediaTypeError("audio: not audio"), 415), (NotFoundError("no item 9"), 404), (DecodeError("x.png", "bad"), 422),
+    (BusyError("busy"), 409), (CatalogError("/srv/c/catalog.sqlite: corrupt"), 503), (CheckpointError("bad"), 500),
+])
+def test_each_error_class_becomes_its_status_and_server_faults_hide_their_detail(engine, error, status):
+    assert status_of(error) == status
+    app = create_app(engine)
+
+    @app.get("/api/_raise")
+    def _raise():
+        raise error
+
+    response = app.test_client().get("/api/_raise")
+    assert response.status_code == status
+    message = response.get_json()["error"]
+    assert (message == str(error)) == (status < 500) and "/srv/" not in message

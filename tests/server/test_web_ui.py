@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from support.media import copy_digits, corpus_files, index_paths
+from support.tools import require
 
 from crossmodal.aligner import load_aligner
 from crossmodal.settings import Settings
@@ -41,7 +42,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
     media = copy_digits(root / "media", 3, 3)
     index_paths(root / "coll", [media], Settings(), progress=False, aligner=load_aligner("starter"))
-    with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--index", str(root / "coll"),
+    with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--collection", str(root / "coll"),
                            "--port", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         try:
@@ -55,8 +56,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(server):
     chromium = _chromium()
-    if chromium is None:
-        pytest.skip(INSTALL_HINT)
+    require(chromium is not None, INSTALL_HINT)
     playwright_api = pytest.importorskip("playwright.sync_api", reason=INSTALL_HINT)
     _, root = server
     wave, rate = sf.read(corpus_files("audio", "6", 4)[3], dtype="float32")
