@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from crossmodal.cli import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, main
+from crossmodal.core import Engine
 from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.evaluation.metrics import ALL_DIRECTIONS, CROSS_MODAL_DIRECTIONS
 
@@ -97,7 +98,14 @@ def test_demo_indexes_the_corpus_and_shows_every_direction(capsys, tmp_path):
         assert all(len(hits) == 2 for hits in query["results"].values())
     text_query = report["queries"][0]
     assert all(hit["label"] == "7" for hits in text_query["results"].values() for hit in hits)
-    assert report["index"]["added"] == report["index"]["counts"]["items"] > 800
+    lines = [line for line in ITEM_LIST.read_text().splitlines() if line.strip()]
+    assert report["index"]["added"] == report["index"]["counts"]["items"] == len(lines) == 830
+    with Engine.open(tmp_path / "demo") as engine:
+        items = [engine.item(i) for i in range(1, len(lines) + 1)]
+    uris = [u for item in items for u in item["uris"]]
+    assert all(u.endswith((".png", ".wav")) or "items.jsonl#L" in u for u in uris)  # no licence notes, no loose copies
+    texts = [s["text"] for item in items for s in item["segments"] if s["modality"] == "text"]
+    assert len(texts) == len(set(texts)) == 230  # each caption and note once
     code, out, _ = _run(capsys, "demo", "--json", "-q", "--index", str(tmp_path / "demo"), "--no-serve")
     assert code == EXIT_OK and json.loads(out)["index"]["added"] == 0
 
