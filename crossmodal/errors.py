@@ -49,17 +49,21 @@ class ItemListError(InputError):
         super().__init__(f"{self.path}:{line}: {reason}")
 
 
-class NotFoundError(CrossmodalError):
-    """An item, user or file the caller named does not exist."""
-
-
-class DecodeError(CrossmodalError):
-    """A media file could not be read or decoded; the message names the file."""
+class _NamesAFile:
+    """An error about one file: ``path`` and ``reason`` stay available to callers."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class NotFoundError(CrossmodalError):
+    """An item, user or file the caller named does not exist."""
+
+
+class DecodeError(_NamesAFile, CrossmodalError):
+    """A media file could not be read or decoded; the message names the file."""
 
 
 # The collection itself is missing, damaged, busy or unreachable.
@@ -83,13 +87,8 @@ class BackendError(StorageError):
     """An index backend is unknown, unreachable, or refused an operation; the message says which."""
 
 
-class IndexFileError(StorageError):
+class IndexFileError(_NamesAFile, StorageError):
     """An index file is missing, unreadable, corrupt or not a crossmodal index; the message names the file."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 class IndexInputError(StorageError, ValueError):

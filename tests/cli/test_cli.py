@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from support.cli import run_cli
 
 from crossmodal.cli import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, main
 from crossmodal.core import Engine
@@ -15,12 +16,6 @@ from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.evaluation.metrics import ALL_DIRECTIONS, CROSS_MODAL_DIRECTIONS
 
 ITEM_LIST = CORPUS_DIR / "items.jsonl"
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +42,7 @@ def test_console_script_help_and_version():
 
 
 def test_eval_json_is_keyed_by_direction_with_high_scores(capsys):
-    code, out, err = _run(capsys, "eval", "--list", str(ITEM_LIST), "--json", "-q")
+    code, out, err = run_cli(capsys, "eval", "--list", str(ITEM_LIST), "--json", "-q")
     assert code == EXIT_OK, err
     metrics = json.loads(out)
     assert sorted(metrics) == sorted(ALL_DIRECTIONS)
@@ -62,7 +57,7 @@ def test_eval_skips_a_bad_file_and_says_so(capsys, small_corpus, tmp_path):
     shutil.copytree(small_corpus, corpus)
     broken = next((corpus / "audio").iterdir())
     broken.write_text("this is not audio")
-    code, out, err = _run(capsys, "eval", "--list", str(corpus / "items.jsonl"), "--json", "-q")
+    code, out, err = run_cli(capsys, "eval", "--list", str(corpus / "items.jsonl"), "--json", "-q")
     assert code == EXIT_SKIPPED
     assert broken.name in err and "not a recognised audio format" in err
     assert "audio->image" in json.loads(out)
@@ -74,7 +69,7 @@ def test_eval_skips_a_bad_file_and_says_so(capsys, small_corpus, tmp_path):
     (["train", "--list", str(ITEM_LIST), "--out", "/tmp/x", "--config", "no-such-config"], "no-such-config"),
 ])
 def test_errors_go_to_stderr_with_exit_code(capsys, argv, message):
-    code, out, err = _run(capsys, *argv, "-q")
+    code, out, err = run_cli(capsys, *argv, "-q")
     assert code == EXIT_ERROR
     assert message in err and out == ""
 
@@ -89,7 +84,7 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_demo_indexes_the_corpus_and_shows_every_direction(capsys, tmp_path):
-    code, out, _ = _run(capsys, "demo", "--json", "-q", "-k", "2", "--index", str(tmp_path / "demo"), "--no-serve")
+    code, out, _ = run_cli(capsys, "demo", "--json", "-q", "-k", "2", "--index", str(tmp_path / "demo"), "--no-serve")
     assert code == EXIT_OK
     report = json.loads(out)
     assert [q["modality"] for q in report["queries"]] == ["text", "image", "audio"]
@@ -106,20 +101,20 @@ def test_demo_indexes_the_corpus_and_shows_every_direction(capsys, tmp_path):
     assert all(u.endswith((".png", ".wav")) or "items.jsonl#L" in u for u in uris)  # no licence notes, no loose copies
     texts = [s["text"] for item in items for s in item["segments"] if s["modality"] == "text"]
     assert len(texts) == len(set(texts)) == 230  # each caption and note once
-    code, out, _ = _run(capsys, "demo", "--json", "-q", "--index", str(tmp_path / "demo"), "--no-serve")
+    code, out, _ = run_cli(capsys, "demo", "--json", "-q", "--index", str(tmp_path / "demo"), "--no-serve")
     assert code == EXIT_OK and json.loads(out)["index"]["added"] == 0
 
 
 @pytest.mark.slow
 def test_train_then_eval_the_new_checkpoint(capsys, small_corpus, tmp_path):
-    code, out, err = _run(capsys, "train", "--list", str(small_corpus / "items.jsonl"),
+    code, out, err = run_cli(capsys, "train", "--list", str(small_corpus / "items.jsonl"),
                           "--out", str(tmp_path / "ck"), "--init", "starter", "--epochs", "1",
                           "--steps-per-epoch", "2", "--batch-sizes", "text=16,image=16,audio=16",
                           "--lr", "1e-4", "--val-fraction", "0.25", "--json", "-q")
     assert code == EXIT_OK, err
     summary = json.loads(out)
     assert summary["best_epoch"] == 1 and summary["counts"]["audio"] > 0
-    code, out, err = _run(capsys, "eval", "--list", str(small_corpus / "items.jsonl"),
+    code, out, err = run_cli(capsys, "eval", "--list", str(small_corpus / "items.jsonl"),
                           "--model", str(tmp_path / "ck"), "--directions", "audio->text,image->text", "--json", "-q")
     assert code == EXIT_OK, err
     assert sorted(json.loads(out)) == ["audio->text", "image->text"]
@@ -134,7 +129,7 @@ def test_cross_validated_folds_report_mean_and_spread(capsys, small_corpus, tmp_
                                   "text_cfg": {"context_length": 16, "width": 16, "heads": 2, "layers": 1}}},
             "image": {"backbone": {"type": "digit_cnn", "channels": [8, 8], "output_dim": 16}}}}
     (tmp_path / "cfg.json").write_text(json.dumps(config))
-    code, out, err = _run(capsys, "eval", "--list", str(small_corpus / "items.jsonl"), "--folds", "2",
+    code, out, err = run_cli(capsys, "eval", "--list", str(small_corpus / "items.jsonl"), "--folds", "2",
                           "--config", str(tmp_path / "cfg.json"), "--epochs", "1", "--steps-per-epoch", "2",
                           "--out", str(tmp_path / "folds"), "--json", "-q")
     assert code == EXIT_OK, err
@@ -146,7 +141,7 @@ def test_cross_validated_folds_report_mean_and_spread(capsys, small_corpus, tmp_
 
 
 def test_models_lists_the_starter(capsys):
-    code, out, _ = _run(capsys, "models", "--json")
+    code, out, _ = run_cli(capsys, "models", "--json")
     assert code == EXIT_OK
     listing = json.loads(out)
     assert "starter" in listing["pretrained"] and "starter-digits" in listing["configs"]

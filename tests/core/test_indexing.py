@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.cli import run_cli
 from support.media import HOSTILE, corpus_files, index_paths, write_good, write_hostile
 
 from crossmodal.aligner import load_aligner
 from crossmodal.aligner.checkpoint import save_aligner
-from crossmodal.cli import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, main
+from crossmodal.cli import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED
 from crossmodal.core.engine import Engine
 from crossmodal.errors import CrossmodalError
 from crossmodal.search.query import Query, QueryPart
@@ -36,12 +37,6 @@ def _search(folder, aligner, targets, k, **part):
         return engine.search(Query((qp,), targets=tuple(targets), k=k)).results
 
 
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mixed")
@@ -52,7 +47,7 @@ def mixed(tmp_path_factory):
 
 def test_mixed_folder_counts_skips_and_exit_code(capsys, mixed, tmp_path):
     folder, expected = mixed
-    code, out, err = _run(capsys, "index", str(folder), "--index", str(tmp_path / "c"), "--json", "-q")
+    code, out, err = run_cli(capsys, "index", str(folder), "--index", str(tmp_path / "c"), "--json", "-q")
     assert code == EXIT_SKIPPED, err
     report = json.loads(out)
     skipped = {Path(s["source"]).name: s["reason"] for s in report["skipped"]}
@@ -115,11 +110,11 @@ def test_incremental_reindex_touches_only_changed_files_and_prunes(mixed, tmp_pa
 def test_remove_by_id_and_uri(capsys, mixed, tmp_path):
     src, _ = mixed
     target = str(tmp_path / "c")
-    assert _run(capsys, "index", str(src / "good"), "--index", target, "-q")[0] == EXIT_OK
+    assert run_cli(capsys, "index", str(src / "good"), "--index", target, "-q")[0] == EXIT_OK
     with Collection.open(target) as coll:
         state = coll.catalog.file_state(str(src / "good" / "audio" / "five_0.wav"))
         items_before = coll.catalog.counts()["items"]
-    code, out, err = _run(capsys, "remove", str(state.item_id), "--uri", str(src / "good" / "seven.png"),
+    code, out, err = run_cli(capsys, "remove", str(state.item_id), "--uri", str(src / "good" / "seven.png"),
                           "--index", target, "--json", "-q")
     assert code == EXIT_OK, err
     assert json.loads(out) == {"removed": 2, "not_found": []}
@@ -127,7 +122,7 @@ def test_remove_by_id_and_uri(capsys, mixed, tmp_path):
         assert coll.catalog.counts()["items"] == items_before - 2
     ids = {r.id for r in _search(target, load_aligner("starter"), ["audio"], 50, text="five")}
     assert state.item_id not in ids
-    code, _, err = _run(capsys, "remove", "999999", "--index", target, "-q")
+    code, _, err = run_cli(capsys, "remove", "999999", "--index", target, "-q")
     assert code == EXIT_ERROR and "999999" in err
 
 
@@ -167,8 +162,8 @@ def test_search_finds_the_right_class_from_every_modality_into_every_other(tmp_p
 def test_search_cli_json_and_errors(capsys, mixed, tmp_path):
     src, _ = mixed
     target = str(tmp_path / "c")
-    _run(capsys, "index", str(src / "good"), "--index", target, "-q")
-    code, out, err = _run(capsys, "search", "--index", target, "--text", "a handwritten seven", "-k", "3",
+    run_cli(capsys, "index", str(src / "good"), "--index", target, "-q")
+    code, out, err = run_cli(capsys, "search", "--index", target, "--text", "a handwritten seven", "-k", "3",
                           "--target", "image", "--json")
     assert code == EXIT_OK, err
     results = json.loads(out)["results"]
@@ -176,15 +171,15 @@ def test_search_cli_json_and_errors(capsys, mixed, tmp_path):
     assert set(results[0]) >= {"id", "modality", "uri", "score", "start", "end"}
     assert results[0]["uri"].endswith("seven.png")
     assert results[0]["score"] >= results[1]["score"] >= results[2]["score"]
-    code, out, err = _run(capsys, "search", "--index", target, "--audio", str(src / "good/audio/long.wav"),
+    code, out, err = run_cli(capsys, "search", "--index", target, "--audio", str(src / "good/audio/long.wav"),
                           "--target", "audio", "--json", "-q")
     hit = next(r for r in json.loads(out)["results"] if r["uri"].endswith("long.wav"))
     assert hit["start"] is not None and hit["end"] > hit["start"]
-    code, out, err = _run(capsys, "search", "--index", target, "--image", str(tmp_path / "missing.png"), "-q")
+    code, out, err = run_cli(capsys, "search", "--index", target, "--image", str(tmp_path / "missing.png"), "-q")
     assert code == EXIT_ERROR and "missing.png" in err and out == ""
-    code, out, err = _run(capsys, "search", "--index", str(tmp_path / "nothing"), "--text", "x", "-q")
+    code, out, err = run_cli(capsys, "search", "--index", str(tmp_path / "nothing"), "--text", "x", "-q")
     assert code == EXIT_ERROR and "no collection" in err
-    code, out, err = _run(capsys, "search", "--index", target, "--text", "x", "--target", "video", "-q")
+    code, out, err = run_cli(capsys, "search", "--index", target, "--text", "x", "--target", "video", "-q")
     assert code == EXIT_ERROR and "video" in err
 
 
@@ -195,14 +190,14 @@ def test_another_model_is_refused_with_how_to_rebuild(capsys, mixed, tmp_path, s
         next(other.parameters()).add_(0.01)
     save_aligner(other, tmp_path / "other-model")
     target = str(tmp_path / "c")
-    _run(capsys, "index", str(src / "good" / "images"), "--index", target, "-q")
-    code, _, err = _run(capsys, "index", str(src / "good" / "audio"), "--index", target,
+    run_cli(capsys, "index", str(src / "good" / "images"), "--index", target, "-q")
+    code, _, err = run_cli(capsys, "index", str(src / "good" / "audio"), "--index", target,
                         "--model", str(tmp_path / "other-model"), "-q")
     assert code == EXIT_ERROR and "was built with model starter-digits@" in err and "--rebuild" in err
-    code, _, err = _run(capsys, "search", "--index", target, "--text", "one", "--model",
+    code, _, err = run_cli(capsys, "search", "--index", target, "--text", "one", "--model",
                         str(tmp_path / "other-model"), "-q")
     assert code == EXIT_ERROR and "--rebuild" in err
-    code, out, err = _run(capsys, "index", str(src / "good" / "audio"), "--index", target,
+    code, out, err = run_cli(capsys, "index", str(src / "good" / "audio"), "--index", target,
                           "--model", str(tmp_path / "other-model"), "--rebuild", "--json", "-q")
     assert code == EXIT_OK, err
     with Collection.open(target) as coll:
@@ -222,9 +217,9 @@ def test_approximate_index_records_its_recall(tmp_path, mixed, starter):
 def test_a_damaged_manifest_is_reported_not_a_crash(tmp_path, capsys, mixed):
     src, _ = mixed
     target = tmp_path / "c"
-    _run(capsys, "index", str(src / "good" / "text"), "--index", str(target), "-q")
+    run_cli(capsys, "index", str(src / "good" / "text"), "--index", str(target), "-q")
     (target / "manifest.json").write_text("{ half")
-    code, _, err = _run(capsys, "search", "--index", str(target), "--text", "one", "-q")
+    code, _, err = run_cli(capsys, "search", "--index", str(target), "--text", "one", "-q")
     assert code == EXIT_ERROR and "manifest.json" in err
     with pytest.raises(CrossmodalError):
         Collection.open(target)

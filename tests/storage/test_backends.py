@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.cli import run_cli
 from support.media import allowed_item_ids, brute_force_top, copy_digits, corpus_files, index_paths, remove_items
 
-from crossmodal.cli import EXIT_ERROR, EXIT_OK, main
+from crossmodal.cli import EXIT_ERROR, EXIT_OK
 from crossmodal.core.engine import Engine
 from crossmodal.demo.showcase import CORPUS_LIST
 from crossmodal.search.query import Filters, Query, QueryPart
@@ -28,12 +29,6 @@ BACKENDS = ["faiss", "milvus"]
 
 def _settings(backend: str, **index) -> Settings:
     return Settings(index=IndexSettings(backend=backend, **index))
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _labels(results) -> list[str | None]:
@@ -64,7 +59,7 @@ def test_the_manifest_names_the_backend_and_every_command_uses_it(demo, capsys):
         assert coll.backend.name == backend
         for name, kinds in INDEX_KINDS.items():
             assert coll.index(name).count() == coll.catalog.vector_count(kinds) == manifest["indexes"][name]["ntotal"]
-    code, out, err = _run(capsys, "search", "--index", str(folder), "--text", "four", "--target", "image", "-k", "5",
+    code, out, err = run_cli(capsys, "search", "--index", str(folder), "--text", "four", "--target", "image", "-k", "5",
                           "--json", "-q")
     assert code == EXIT_OK, err
     assert [r["label"] for r in json.loads(out)["results"]].count("4") >= 4
@@ -179,7 +174,7 @@ def test_exact_search_agrees_between_flat_faiss_and_milvus_and_migrate_moves_bot
     faiss_dir, milvus_dir = tmp_path / "flat", tmp_path / "milvus"
     index_paths(faiss_dir, [media], _settings("faiss", kind="flat"), progress=False, aligner=starter)
     shutil.copytree(faiss_dir, milvus_dir)
-    code, out, err = _run(capsys, "migrate", "--index", str(milvus_dir), "--to", "milvus", "--json", "-q")
+    code, out, err = run_cli(capsys, "migrate", "--index", str(milvus_dir), "--to", "milvus", "--json", "-q")
     assert code == EXIT_OK, err
     assert json.loads(out)["backend"]["name"] == "milvus"
     assert not any(milvus_dir.glob("*.faiss")) and (milvus_dir / "milvus.db").is_dir()
@@ -205,7 +200,7 @@ def test_exact_search_agrees_between_flat_faiss_and_milvus_and_migrate_moves_bot
         assert [r.id for r in left] == [r.id for r in right]
         assert [r.score for r in left] == pytest.approx([r.score for r in right], abs=1e-4)
 
-    code, out, err = _run(capsys, "migrate", "--index", str(milvus_dir), "--to", "faiss", "-q")
+    code, out, err = run_cli(capsys, "migrate", "--index", str(milvus_dir), "--to", "faiss", "-q")
     assert code == EXIT_OK, err
     assert "faiss" in out
     assert not (milvus_dir / "milvus.db").exists() and len(list(milvus_dir.glob("*.faiss"))) == len(INDEX_KINDS)
@@ -220,18 +215,18 @@ def test_cli_backend_flags_token_never_stored_and_a_mismatch_refused(tmp_path, c
     for label in "39":
         shutil.copy(corpus_files("image", label, 1)[0], media / f"digit_{label}.png")
     target = str(tmp_path / "c")
-    code, out, err = _run(capsys, "index", str(media), "--index", target, "--backend", "milvus",
+    code, out, err = run_cli(capsys, "index", str(media), "--index", target, "--backend", "milvus",
                           "--milvus-token", "s3cret-token", "--json", "-q")
     assert code == EXIT_OK, err
     manifest_text = (tmp_path / "c" / "manifest.json").read_text()
     assert "s3cret-token" not in manifest_text
     assert json.loads(manifest_text)["backend"]["uri"] == "milvus.db"
-    code, _, err = _run(capsys, "index", str(media), "--index", target, "--backend", "faiss", "-q")
+    code, _, err = run_cli(capsys, "index", str(media), "--index", target, "--backend", "faiss", "-q")
     assert code == EXIT_ERROR and "crossmodal migrate" in err
-    code, out, err = _run(capsys, "search", "--index", target, "--text", "nine", "--target", "image", "-k", "1",
+    code, out, err = run_cli(capsys, "search", "--index", target, "--text", "nine", "--target", "image", "-k", "1",
                           "--json", "-q")
     assert code == EXIT_OK and json.loads(out)["results"][0]["uri"].endswith("digit_9.png")
-    code, _, err = _run(capsys, "index", str(media), "--index", target, "--rebuild", "--backend", "faiss", "-q")
+    code, _, err = run_cli(capsys, "index", str(media), "--index", target, "--rebuild", "--backend", "faiss", "-q")
     assert code == EXIT_OK, err
     assert not (tmp_path / "c" / "milvus.db").exists()
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["backend"] == {"name": "faiss"}
@@ -250,7 +245,7 @@ def test_the_same_code_against_a_milvus_server(tmp_path, starter, capsys):
         for label in "47":
             shutil.copy(corpus_files("image", label, 1)[0], media / f"digit_{label}.png")
         target = tmp_path / "c"
-        code, _, err = _run(capsys, "index", str(media), "--index", str(target), "--backend", "milvus",
+        code, _, err = run_cli(capsys, "index", str(media), "--index", str(target), "--backend", "milvus",
                             "--milvus-uri", uri, "-q")
         assert code == EXIT_OK, err
         manifest = json.loads((target / "manifest.json").read_text())
@@ -258,7 +253,7 @@ def test_the_same_code_against_a_milvus_server(tmp_path, starter, capsys):
         with Engine.open(target, aligner=starter) as engine:
             results = engine.search(Query((QueryPart("text", text="seven"),), targets=("image",), k=2)).results
         assert _names(results)[0] == "digit_7.png"
-        code, _, err = _run(capsys, "index", str(media), "--index", str(tmp_path / "d"), "--backend", "milvus",
+        code, _, err = run_cli(capsys, "index", str(media), "--index", str(tmp_path / "d"), "--backend", "milvus",
                             "--milvus-uri", uri.replace("http://", "http://root:pw@"), "-q")
         assert code == EXIT_ERROR and "--milvus-token" in err
     finally:
