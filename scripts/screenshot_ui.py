@@ -23,15 +23,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "web-ui.png")
-    parser.add_argument("--index", default="demo")
+    parser.add_argument("--collection", "--index", dest="collection", default="demo",
+                        help="collection to show (default: demo)")
     args = parser.parse_args()
     chromium = next((c for c in ("/usr/lib/chromium/chromium", shutil.which("chromium")) if c and Path(c).exists()),
                     None)
     if chromium is None:
         sys.exit("Chromium not found; install it with `apt-get install chromium`")
-    subprocess.run([sys.executable, "-m", "crossmodal", "demo", "--index", args.index, "--no-serve", "-q"],
+    subprocess.run([sys.executable, "-m", "crossmodal", "demo", "--collection", args.collection, "--no-serve", "-q"],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--index", args.index, "--port", "0", "-q"],
+    serve = [sys.executable, "-m", "crossmodal", "serve", "--collection", args.collection, "--port", "0", "-q"]
+    with subprocess.Popen(serve,
                           cwd=ROOT, stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as server:
         try:
