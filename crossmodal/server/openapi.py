@@ -19,7 +19,8 @@ def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
     user = {"name": "user", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
     search_fields = {
         "k": {"type": "integer", "minimum": 1, "default": 10},
-        "targets": {"description": "image, audio, text (singular or plural, any subset; comma-separated in forms) or joint"},
+        "targets": {"description": "image, audio, text (singular or plural, any subset; comma-separated in "
+                                   "forms) or joint"},
         "weights": {"description": "one positive weight per part, in the order text, image, audio"},
         "user": {"type": "string", "description": "personalise with this user's feedback"},
         "explain": {"type": "boolean", "description": "include the plan and each result's score parts"},
