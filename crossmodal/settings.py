@@ -85,6 +85,9 @@ class SearchSettings:
     query_max_image_pixels: int = 40_000_000
     query_max_file_bytes: int = 32 << 20
     """Largest query file read (an upload is also bounded by ``[server] max_upload_mb``)."""
+    max_concurrent_media: int = 2
+    """Query files decoded and embedded at once in one process; more wait their turn, so N
+    parallel uploads cannot hold N decoded images or clips in memory together."""
     faiss_threads: int = 1
     """OpenMP threads for FAISS searches in a serving process. One query runs on one thread
     anyway, and on a busy machine extra threads spin and wait: measured on 2 cores under load,

@@ -84,6 +84,7 @@ class Engine:
         self._aligner = aligner
         self._planner: Planner | None = None
         self._lock = threading.Lock()
+        self._media_gate = threading.BoundedSemaphore(max(1, settings.search.max_concurrent_media))
 
     @classmethod
     def open(cls, collection: str | Path = DEFAULT_COLLECTION, *, root: str | Path = DEFAULT_ROOT,
@@ -215,7 +216,11 @@ class Engine:
         """Ranked results for a query, personalised when it names a user with history. Image and
         audio files are checked and decoded here, within the `[search]` bounds."""
         self.collection.refresh()
-        query = decode_query(query, self.settings.search)
+        if any(p.path is not None and p.vector is None for p in query.parts):
+            with self._media_gate:  # decoded media and its activations are the memory a query costs
+                query = decode_query(query, self.settings.search)
+                query = replace(query, parts=tuple(p.embedded(self.planner.embed_part(p)) if p.media is not None
+                                                   else p for p in query.parts))
         pref = preference_vector(self.collection.feedback, self.collection.catalog, query.user,
                                  self.settings.personal)
         plan, results = self.planner.run(query, pref)

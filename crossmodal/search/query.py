@@ -50,8 +50,12 @@ class QueryPart:
         return "vector" if self.vector is not None else f"{self.modality} upload"
 
     def decoded(self, media: Any, key: str) -> QueryPart:
-        """This part with its file replaced by the decoded media."""
+        """This part with its file's decoded media beside it."""
         return replace(self, media=media, key=key)
+
+    def embedded(self, vector: np.ndarray) -> QueryPart:
+        """This part with its vector, and its decoded media let go."""
+        return replace(self, vector=vector, media=None)
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,10 @@ class Query:
         for i, part in enumerate(self.parts):
             if part.modality not in MODALITIES:
                 raise QueryError(f"parts[{i}].modality: {part.modality!r} is not one of {list(MODALITIES)}")
-            # A decoded part keeps its path beside the media, for `describe`.
-            given = sum(x is not None for x in (part.text, part.vector)) + (part.path is not None or
-                                                                            part.media is not None)
-            if given != 1:
+            # A part comes from text, a file (kept beside its decoded media, for `describe`) or a
+            # vector; a vector may also travel with the text or file it was embedded from.
+            sources = (part.text is not None) + (part.path is not None or part.media is not None)
+            if sources > 1 or (sources == 0 and part.vector is None):
                 raise QueryError(f"parts[{i}]: give exactly one of text, a file, or a vector")
             if part.modality == "text" and part.text is not None and not part.text.strip():
                 raise QueryError(f"parts[{i}].text: the text is empty")
