@@ -44,3 +44,32 @@ class Skip:
 
     source: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Root:
+    """A place a collection was asked to index: a folder (everything under it) or a single
+    file, as a real path (symbolic links resolved). Only files inside a root are read or served."""
+
+    path: str
+    is_folder: bool
+
+    def contains(self, real_path: str) -> bool:
+        """Whether ``real_path`` (symbolic links already resolved) lies inside this root."""
+        if not self.is_folder:
+            return real_path == self.path
+        return real_path == self.path or real_path.startswith(self.path.rstrip("/") + "/")
+
+    def relative(self, path: str) -> str | None:
+        """``path`` shown from its root: the root's own name and the rest
+        (``Pictures/2024/cat.jpg``, ``notes.jsonl#L4``), or None when it is not under this root
+        (compared as written, before resolving links)."""
+        base = self.path.rstrip("/") or "/"
+        name = base.rsplit("/", 1)[-1] or base
+        if path == base:
+            return name
+        if path.startswith(base + "#L"):
+            return name + path[len(base):]
+        if self.is_folder and path.startswith(base.rstrip("/") + "/"):
+            return f"{name}/{path[len(base.rstrip('/')) + 1:]}"
+        return None

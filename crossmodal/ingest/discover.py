@@ -3,7 +3,7 @@
 Each thing found becomes a `Candidate`: one future catalog item, with the files or inline
 text that make it and a signature of their on-disk state (so an unchanged candidate can be
 skipped without reading it). Anything that cannot be indexed is reported as `Skip` and the
-walk goes on.
+walk goes on. What may be read at all is decided by a `Confinement` (see `confine.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossmodal.errors import DecodeError, ItemListError
+from crossmodal.ingest.confine import Confinement, inside_folder
 from crossmodal.ingest.item_list import parse_item_list_line
 from crossmodal.ingest.sniff import sniff_file
 from crossmodal.items import Skip
@@ -84,10 +85,15 @@ def _extra_digest(text: str | None, meta: dict) -> str:
 _NOTHING_EXTRA = _extra_digest(None, {})
 
 
-def _walk(root: str) -> Iterator[tuple[str, bool]]:
+LINK_OUTSIDE = ("a symbolic link to a file outside the collection's folders (index the folder it points "
+                "into, or pass --follow-symlinks)")
+
+
+def _walk(root: str, confinement: Confinement, skipped: list[Skip]) -> Iterator[tuple[str, bool]]:
     """(path, is a regular file) for the files under a folder, in a stable order, skipping
-    hidden files and folders. Plain strings and the directory entry's own type keep the walk
-    at one system call per folder for local files, not one per file."""
+    hidden files and folders, links to folders, and links to files outside the roots. Plain
+    strings and the directory entry's own type keep the walk at one system call per folder for
+    local files, not one per file."""
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
@@ -100,14 +106,18 @@ def _walk(root: str) -> Iterator[tuple[str, bool]]:
             if entry.is_dir(follow_symlinks=False):
                 folders.append(entry.path)
                 continue
-            if entry.is_symlink() and entry.is_dir():
-                continue  # links to folders are not followed
+            if entry.is_symlink():
+                if entry.is_dir():
+                    continue  # links to folders are not followed
+                if entry.is_file() and not confinement.admits_link(entry.path):
+                    skipped.append(Skip(entry.path, LINK_OUTSIDE))
+                    continue
             regular = entry.is_file()
         except OSError:
             regular = False
         yield entry.path, regular
     for folder in folders:
-        yield from _walk(folder)
+        yield from _walk(folder, confinement, skipped)
 
 
 def _files_to_candidates(files: list[tuple[str, bool]], source: str, skipped: list[Skip]) -> list[Candidate]:
@@ -151,8 +161,13 @@ def _files_to_candidates(files: list[tuple[str, bool]], source: str, skipped: li
     return out
 
 
-def _list_candidates(item_list: Path, skipped: list[Skip]) -> list[Candidate]:
-    """One candidate per line of an item list (a pair line becomes one multimodal item)."""
+def _list_candidates(item_list: Path, skipped: list[Skip], confinement: Confinement,
+                     explicit: bool) -> list[Candidate]:
+    """One candidate per line of an item list (a pair line becomes one multimodal item).
+
+    A list met while walking a folder may only name files inside its own folder (so a list
+    dropped into a photo folder cannot reach elsewhere); one given explicitly may name any
+    file, and each one it names becomes a root of the collection."""
     out: list[Candidate] = []
     try:
         handle = item_list.open("rb")
@@ -185,6 +200,10 @@ def _list_candidates(item_list: Path, skipped: list[Skip]) -> list[Candidate]:
                     cand.text = it.text
                     continue
                 path = it.path.resolve() if it.path is not None else None
+                if path is not None and not explicit and not inside_folder(path, item_list.parent):
+                    problem = (f"{it.path}: outside the item list's folder (a list found in a folder may only name "
+                               f"files under it; give the list itself on the command line to allow this)")
+                    break
                 if path is not None and path.exists() and not path.is_file():
                     problem = f"{path}: not a regular file"
                     break
@@ -203,34 +222,45 @@ def _list_candidates(item_list: Path, skipped: list[Skip]) -> list[Candidate]:
                 continue
             if len(cand.media) == 1 and cand.text is None:
                 cand.uri = str(next(iter(cand.media.values())))
+            if explicit:
+                for media_path in cand.media.values():
+                    confinement.add(media_path, is_folder=False)
             out.append(cand)
     return out
 
 
-def discover(paths: Iterable[str | Path]) -> tuple[list[Candidate], list[Skip]]:
+def discover(paths: Iterable[str | Path],
+             confinement: Confinement | None = None) -> tuple[list[Candidate], list[Skip]]:
     """Everything indexable under ``paths`` (folders, files, ``.jsonl`` item lists), deduplicated by uri.
 
-    Files that an item list in the same folder names are taken from the list (with its labels
-    and metadata), not a second time as plain files.
+    Each given path becomes a root of ``confinement`` (its real path: a link given on the
+    command line is followed), which decides which links met on the way are followed; it then
+    holds the roots this run added. Files that an item list in the same folder names are taken
+    from the list (with its labels and metadata), not a second time as plain files.
     """
+    confinement = confinement if confinement is not None else Confinement()
     skipped: list[Skip] = []
     found: dict[str, Candidate] = {}
+    given_paths = []
     for given in paths:
         path = Path(given).expanduser()
         if not path.exists():
             skipped.append(Skip(str(given), "no such file or folder"))
             continue
         path = path.resolve()
+        confinement.add(path, path.is_dir())
+        given_paths.append(path)
+    for path in given_paths:
         if path.is_dir():
-            files = list(_walk(str(path)))
+            files = list(_walk(str(path), confinement, skipped))
             cands = []
             for listed_file, _ in files:
                 if os.path.splitext(listed_file)[1].lower() in LIST_SUFFIXES:
-                    cands += _list_candidates(Path(listed_file), skipped)
+                    cands += _list_candidates(Path(listed_file), skipped, confinement, explicit=False)
             listed = {str(f) for c in cands for f in c.files}
             cands += _files_to_candidates([f for f in files if f[0] not in listed], str(path), skipped)
         elif path.suffix.lower() in LIST_SUFFIXES:
-            cands = _list_candidates(path, skipped)
+            cands = _list_candidates(path, skipped, confinement, explicit=True)
         else:
             cands = _files_to_candidates([(str(path), path.is_file())], str(path.parent), skipped)
         for cand in cands:

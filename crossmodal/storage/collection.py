@@ -45,6 +45,7 @@ from crossmodal.storage.manifest import (
     same_place,
     write_manifest,
 )
+from crossmodal.storage.roots import RootStore
 from crossmodal.storage.schema import open_database
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Collection:
         self.database = open_database(folder / CATALOG, create=create_catalog)
         self.catalog = Catalog(self.database)
         self.feedback = FeedbackStore(self.database)
+        self.roots = RootStore(self.database)
         self._indexes: dict[str, VectorIndex] = {}
         self._manifest_stamp = self._stamp()
         self._refresh_lock = threading.Lock()
