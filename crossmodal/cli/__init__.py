@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from crossmodal.cli import commands, model_commands
+from crossmodal.cli import commands, maintenance, model_commands
 from crossmodal.cli.output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, warn
 from crossmodal.cli.parser import build_parser
 from crossmodal.errors import CrossmodalError
@@ -17,7 +17,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": commands.cmd_demo, "index": commands.cmd_index, "search": commands.cmd_search,
     "feedback": commands.cmd_feedback, "user": commands.cmd_user, "remove": commands.cmd_remove,
     "migrate": commands.cmd_migrate, "serve": commands.cmd_serve, "train": model_commands.cmd_train,
-    "eval": model_commands.cmd_eval, "models": model_commands.cmd_models,
+    "eval": model_commands.cmd_eval, "models": model_commands.cmd_models, "check": maintenance.cmd_check,
 }
 
 

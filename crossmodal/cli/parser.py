@@ -228,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_options(p, migrate=True)
     _wait_option(p)
 
+    p = command("check", "verify a collection (catalog, every stored vector, every index, leftovers of killed runs) "
+                         "and repair what can be rebuilt")
+    _collection_option(p)
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild damaged indexes from the catalog, delete leftovers, and mark items whose vectors "
+                        "are damaged so the next `index` of their files embeds them again (takes the writer lock)")
+    _wait_option(p)
+
     p = command("serve", "serve the HTTP API and the web UI for a collection")
     _collection_option(p)
     _server_options(p)

@@ -17,6 +17,7 @@ user history, removal) do not pay for them; a server calls `load` at start inste
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -26,10 +27,11 @@ from typing import Any
 from crossmodal import __version__
 from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.registry import DEFAULT_MODEL, load_aligner
+from crossmodal.core.checking import CheckReport, check_collection
 from crossmodal.core.indexing import IndexReport, check_backend_request, index_paths, model_info, remove_items
 from crossmodal.core.item_media import ItemMedia, item_media, thumbnail_png
 from crossmodal.core.query_inputs import decode_query
-from crossmodal.errors import NotFoundError, QueryError
+from crossmodal.errors import NotFoundError, QueryError, StorageError
 from crossmodal.search.planner import Plan, Planner
 from crossmodal.search.query import Query, SearchResult, check_user, item_id_from
 from crossmodal.search.rerank import preference_vector
@@ -179,8 +181,41 @@ class Engine:
         return self.collection.catalog.counts()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "collection": self.name, "model": self.model.model_id,
-                "items": self.counts().get("items", 0), "stale": self.stale, "version": __version__}
+        """The collection's state for a health check. ``status`` is "damaged" when the cheap checks
+        find anything wrong (a damaged or missing file, an index refused, catalog errors or damaged
+        vectors met since opening), with each finding (paths shown inside the collection folder,
+        which is shown by name: a health check may be public); `check` looks at everything."""
+        findings: list[str] = []
+        items, stale = None, None
+        try:
+            self.collection.refresh()
+        except StorageError as exc:
+            findings.append(str(exc))
+        findings += self.collection.health()
+        try:
+            items, stale = self.counts().get("items", 0), self.stale
+        except StorageError as exc:
+            findings.append(str(exc))
+        out: dict[str, Any] = {"status": "damaged" if findings else "ok", "collection": self.name,
+                               "model": self.model.model_id, "items": items, "stale": stale, "version": __version__}
+        if findings:
+            shown = list(dict.fromkeys(findings))
+            for folder in (str(self.folder.resolve()), str(self.folder)):
+                shown = [text.replace(folder + os.sep, "").replace(folder, self.name) for text in shown]
+            out.update(finding=shown[0], findings=shown)
+        return out
+
+    def check(self, repair: bool = False, wait: float = 0.0) -> CheckReport:
+        """Verify everything the collection holds (catalog integrity, every stored vector, every
+        index against the catalog, leftovers of killed runs); with ``repair``, under the writer
+        lock, rebuild what the catalog can rebuild and delete the leftovers. What cannot be
+        repaired is reported (see `crossmodal.core.checking`)."""
+        if not repair:
+            self.collection.refresh()
+            return check_collection(self.collection, self.settings.index)
+        with self.collection.writer_lock(wait):
+            self.collection.refresh()
+            return check_collection(self.collection, self.settings.index, repair=True)
 
     # Writing content (each holds the collection's writer lock).
     def index(self, paths: Sequence[str | Path], *, prune: bool = False, progress: bool = True,

@@ -1,7 +1,9 @@
 """The content catalog: the single source of truth for a collection's items and ids.
 
-Longer than 400 lines because it is the one class over the content tables: every query that
-reads or writes them lives here, so no other module writes SQL against them.
+Longer than 400 lines because it is the one class over the content tables: the queries that
+read or write them live here, apart from two narrow helpers beside it (`content_lookup.py`:
+which contents are stored, from any process; `damage.py`: finding, recording and replacing
+damaged vectors).
 
 Tables:
 - ``items``: one row per distinct content (``content_hash`` is unique, so identical files are
@@ -18,12 +20,15 @@ never lands on a new one, and an index can be brought up to date by adding the i
 the largest it holds. ``generation`` increases with every change to the vectors; the collection's manifest records the
 generation its files were built from. Users and their feedback live beside it in the same
 database file, in `feedback.py`.
+
+Every vector carries a checksum, and every read that returns vectors checks the rows it returns
+(`vector_checks.py`): a damaged vector is left out, never ranked. Items awaiting a new embedding
+of damaged vectors are in `damage.py`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -34,8 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.items import VECTOR_KINDS, NewItem
+from crossmodal.storage import damage
+from crossmodal.storage.content_lookup import ContentLookup, stored_hashes
 from crossmodal.storage.database import Database
 from crossmodal.storage.schema import open_database
+from crossmodal.storage.vector_checks import DamageLog, checksum, faults
 
 
 @dataclass(frozen=True)
@@ -74,38 +82,8 @@ class VectorHit:
     meta: dict
 
 
-def stored_hashes(db: sqlite3.Connection, hashes: Sequence[str], chunk: int = 500) -> set[str]:
-    """Which of ``hashes`` the catalog holds items for, in a few queries rather than one each."""
-    unique = list(dict.fromkeys(hashes))
-    found: set[str] = set()
-    for start in range(0, len(unique), chunk):
-        part = unique[start:start + chunk]
-        marks = ",".join("?" * len(part))
-        found.update(r[0] for r in db.execute(f"SELECT content_hash FROM items WHERE content_hash IN ({marks})", part))
-    return found
-
-
 def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-class ContentLookup:
-    """``lookup(hashes)``: the subset of content hashes the catalog holds items for.
-
-    Handed to ingest, which asks it before embedding a batch; it opens its own read-only
-    connection in whatever process calls it (a connection must not cross a fork)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-        self._pid = -1
-
-    def __call__(self, hashes: Sequence[str]) -> set[str]:
-        if self._conn is None or self._pid != os.getpid():
-            uri = self.path.resolve().as_uri() + "?mode=ro"  # percent-encoded: '#' or '?' in a folder name is safe
-            self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
-            self._pid = os.getpid()
-        return stored_hashes(self._conn, hashes)
 
 
 class Catalog:
@@ -115,6 +93,9 @@ class Catalog:
         """Over an open collection database, or (for a catalog on its own) a database file."""
         self.database = db if isinstance(db, Database) else open_database(db)
         self.path = self.database.path
+        self.dim: int | None = None
+        """The collection's vector dimension (its model's); stored vectors of another length are damaged."""
+        self.damage_log = DamageLog(str(self.path))
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -181,7 +162,8 @@ class Catalog:
         for start in range(0, len(unique), chunk):
             part = unique[start:start + chunk]
             found.update((h, int(i)) for h, i in self.db.execute(
-                f"SELECT content_hash, id FROM items WHERE content_hash IN ({','.join('?' * len(part))})", part))
+                f"SELECT content_hash, id FROM items WHERE content_hash IN ({','.join('?' * len(part))}) "
+                f"AND {damage.UNDAMAGED}", part))
         return found
 
     def link_file(self, uri: str, item_id: int, size: int | None, mtime_ns: int | None,
@@ -230,38 +212,48 @@ class Catalog:
 
         Ids are assigned here, so a batch takes a few statements rather than several per item;
         nobody else can take them, since a transaction holds the database's write lock. They
-        are what SQLite would have given one row at a time, and never reuse a deleted id."""
+        are what SQLite would have given one row at a time, and never reuse a deleted id. An
+        item awaiting a new embedding of damaged vectors is refilled under its own id."""
         for item in items:
             for kind in item.vectors:
                 if kind not in VECTOR_KINDS:
                     raise ValueError(f"unknown vector kind {kind!r}")
         if not items:
             return []
-        item_id, seg_id, vec_id = self._next_id("items"), self._next_id("segments"), self._next_id("vectors")
+        reclaimed = damage.reclaim(self.db, [item.content_hash for item in items])
+        next_item, seg_id, vec_id = self._next_id("items"), self._next_id("segments"), self._next_id("vectors")
         now = time.time()
         ids: list[int] = []
-        item_rows, meta_rows, seg_rows, vec_rows = [], [], [], []
+        item_rows, refilled, meta_rows, seg_rows, vec_rows = [], [], [], [], []
         for item in items:
+            item_id = reclaimed.get(item.content_hash)
+            if item_id is None:
+                item_id, next_item = next_item, next_item + 1
+                item_rows.append((item_id, item.content_hash, item.modality, ",".join(item.modalities),
+                                  json.dumps(item.meta), now))
+            else:
+                refilled.append((item.modality, ",".join(item.modalities), json.dumps(item.meta), item_id))
             ids.append(item_id)
-            item_rows.append((item_id, item.content_hash, item.modality, ",".join(item.modalities),
-                              json.dumps(item.meta), now))
             meta_rows += [(item_id, str(k), str(v)) for k, v in item.meta.items()
                           if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
             for kind, vector in item.vectors.items():
-                vec_rows.append((vec_id, item_id, None, kind, _blob(vector)))
+                blob = _blob(vector)
+                vec_rows.append((vec_id, item_id, None, kind, blob, checksum(blob)))
                 vec_id += 1
             for position, seg in enumerate(item.segments):
                 seg_rows.append((seg_id, item_id, seg.modality, position, float(seg.start), float(seg.end), seg.text))
-                vec_rows.append((vec_id, item_id, seg_id, seg.modality, _blob(seg.vector)))
+                blob = _blob(seg.vector)
+                vec_rows.append((vec_id, item_id, seg_id, seg.modality, blob, checksum(blob)))
                 seg_id, vec_id = seg_id + 1, vec_id + 1
-            item_id += 1
         db = self.db
         db.executemany("INSERT INTO items (id, content_hash, modality, modalities, meta, added_at) "
                        "VALUES (?,?,?,?,?,?)", item_rows)
+        db.executemany("UPDATE items SET modality=?, modalities=?, meta=? WHERE id=?", refilled)
         db.executemany("INSERT INTO item_meta (item_id, key, value) VALUES (?,?,?)", meta_rows)
         db.executemany("INSERT INTO segments (id, item_id, modality, position, start, end, text) "
                        "VALUES (?,?,?,?,?,?,?)", seg_rows)
-        db.executemany("INSERT INTO vectors (id, item_id, segment_id, kind, vector) VALUES (?,?,?,?,?)", vec_rows)
+        db.executemany("INSERT INTO vectors (id, item_id, segment_id, kind, vector, checksum) VALUES (?,?,?,?,?,?)",
+                       vec_rows)
         self._bump()
         return ids
 
@@ -297,9 +289,16 @@ class Catalog:
         return out
 
     # Vectors.
+    def _sound(self, rows: list[tuple]) -> list[tuple]:
+        """``rows`` of (vector id, item id, ..., blob, checksum) without the damaged ones, which are logged."""
+        bad = faults([r[-2] for r in rows], [r[-1] for r in rows], self.dim)
+        for row, reason in bad.items():
+            self.damage_log.report(int(rows[row][0]), int(rows[row][1]), reason)
+        return [r for i, r in enumerate(rows) if i not in bad] if bad else rows
+
     def vectors(self, kinds: Sequence[str] | None = None, dim: int | None = None,
                 where: tuple[str, tuple] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int64, matrix float32) of every vector of the given kinds, in id order."""
+        """(ids int64, matrix float32) of every sound vector of the given kinds, in id order."""
         clauses, args = [], []
         if kinds is not None:
             clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
@@ -307,12 +306,13 @@ class Catalog:
         if where is not None:
             clauses.append(where[0])
             args += list(where[1])
-        sql = "SELECT id, vector FROM vectors" + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        rows = self.db.execute(sql + " ORDER BY id", args).fetchall()
+        sql = "SELECT id, item_id, vector, checksum FROM vectors"
+        sql += " WHERE " + " AND ".join(clauses) if clauses else ""
+        rows = self._sound(self.db.execute(sql + " ORDER BY id", args).fetchall())
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         if not rows:
-            return ids, np.zeros((0, dim or 0), dtype=np.float32)
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            return ids, np.zeros((0, dim or self.dim or 0), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, matrix.copy()
 
     def vectors_above(self, vector_id: int, kinds: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -348,38 +348,42 @@ class Catalog:
         return out
 
     def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, tuple[int, np.ndarray]]:
-        """Item id and stored vector of each vector id, in one light query (no metadata)."""
+        """Item id and stored vector of each vector id, in one light query (no metadata); damaged
+        vectors are absent, so a search never ranks them."""
         out: dict[int, tuple[int, np.ndarray]] = {}
         ids = [int(v) for v in vector_ids]
         for chunk in range(0, len(ids), 500):
             part = ids[chunk:chunk + 500]
-            for vid, item_id, blob in self.db.execute(
-                    f"SELECT id, item_id, vector FROM vectors WHERE id IN ({','.join('?' * len(part))})", part):
+            for vid, item_id, blob, _ in self._sound(self.db.execute(
+                    f"SELECT id, item_id, vector, checksum FROM vectors WHERE id IN ({','.join('?' * len(part))})",
+                    part).fetchall()):
                 out[int(vid)] = (int(item_id), np.frombuffer(blob, dtype=np.float32))
         return out
 
     def vectors_by_id(self, vector_ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """The stored vectors of the given ids (missing ids are absent)."""
+        """The stored vectors of the given ids (missing and damaged ids are absent)."""
         out: dict[int, np.ndarray] = {}
         ids = [int(v) for v in vector_ids]
         for chunk in range(0, len(ids), 500):
             part = ids[chunk:chunk + 500]
-            for vid, blob in self.db.execute(
-                    f"SELECT id, vector FROM vectors WHERE id IN ({','.join('?' * len(part))})", part):
+            for vid, _, blob, _ in self._sound(self.db.execute(
+                    f"SELECT id, item_id, vector, checksum FROM vectors WHERE id IN ({','.join('?' * len(part))})",
+                    part).fetchall()):
                 out[int(vid)] = np.frombuffer(blob, dtype=np.float32)
         return out
 
     def item_vectors(self, item_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """One vector standing for each item: its fused vector if it has one, else the mean of all
-        its vectors (image, audio windows, text chunks), renormalised."""
+        its vectors (image, audio windows, text chunks), renormalised. Damaged vectors are left out."""
         out: dict[int, np.ndarray] = {}
         ids = sorted({int(i) for i in item_ids})
         for chunk in range(0, len(ids), 500):
             part = ids[chunk:chunk + 500]
-            rows = self.db.execute(
-                f"SELECT item_id, kind, vector FROM vectors WHERE item_id IN ({','.join('?' * len(part))})", part)
+            rows = self._sound(self.db.execute(
+                "SELECT id, item_id, kind, vector, checksum FROM vectors "
+                f"WHERE item_id IN ({','.join('?' * len(part))})", part).fetchall())
             grouped: dict[int, list[tuple[str, np.ndarray]]] = {}
-            for item_id, kind, blob in rows:
+            for _, item_id, kind, blob, _ in rows:
                 grouped.setdefault(int(item_id), []).append((kind, np.frombuffer(blob, dtype=np.float32)))
             for item_id, vecs in grouped.items():
                 fused = [v for k, v in vecs if k == "fused"]

@@ -11,6 +11,11 @@ consistent set. Appends (and, in Milvus, deletions) go to the published index in
 safe for readers because the planner keeps only candidates the catalog still holds.
 
 The catalog (content) and the feedback store (users) share the collection's database file.
+
+Each manifest entry records what its index holds (vector kinds, dimension, count; for a FAISS
+file its size and SHA-256). Opening an index checks the cheap facts (`index_checks.py`) and
+refuses a damaged one, naming it and the fix; writers rebuild damaged indexes from the catalog
+and delete what killed runs left behind (under the writer lock).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -26,12 +32,14 @@ from typing import Any
 import numpy as np
 
 from crossmodal import __version__
-from crossmodal.errors import BackendError, CollectionError, CrossmodalError
+from crossmodal.errors import BackendError, CollectionError, CrossmodalError, IndexFileError
 from crossmodal.settings import IndexSettings
 from crossmodal.storage.backends import faiss_search
 from crossmodal.storage.backends.base import IndexBackend, VectorIndex
 from crossmodal.storage.backends.faiss_backend import FaissBackend
 from crossmodal.storage.catalog import Catalog
+from crossmodal.storage.collection_checks import CATALOG, INDEX_KINDS, CollectionChecks, refuse_orphan_catalog
+from crossmodal.storage.database import collection_option
 from crossmodal.storage.feedback import FeedbackStore
 from crossmodal.storage.filters import Filters
 from crossmodal.storage.locks import writer_lock
@@ -50,16 +58,8 @@ from crossmodal.storage.schema import open_database
 
 log = logging.getLogger(__name__)
 
-CATALOG = "catalog.sqlite"
-INDEX_KINDS: dict[str, tuple[str, ...]] = {
-    "text": ("text",),
-    "image": ("image",),
-    "audio": ("audio",),
-    "joint": ("text", "image", "audio", "fused"),
-}
 
-
-class Collection:
+class Collection(CollectionChecks):
     """Open with `Collection.open` (existing) or `Collection.create`; close when done."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], milvus_token: str | None = None,
@@ -68,6 +68,7 @@ class Collection:
         self.manifest = manifest
         self.database = open_database(folder / CATALOG, create=create_catalog)
         self.catalog = Catalog(self.database)
+        self.catalog.dim = int(manifest["model"]["embed_dim"])
         self.feedback = FeedbackStore(self.database)
         self.roots = RootStore(self.database)
         self._indexes: dict[str, VectorIndex] = {}
@@ -77,6 +78,11 @@ class Collection:
         self._milvus_token = milvus_token
         self._backend: IndexBackend | None = None
         self._retired: list[IndexBackend] = []
+        self._faults: dict[str, str] = {}
+        """Index name -> what is wrong with its published index, found when it was opened."""
+        if backend_spec(manifest)["name"] == "faiss":  # a stat per file; a Milvus entry has nothing this cheap
+            self._faults = {name: fault for name, entry in manifest["indexes"].items()
+                            if (fault := self.backend.entry_fault(name, entry))}
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -100,12 +106,19 @@ class Collection:
             backend = self.backend
             if backend_spec(manifest) != backend_spec(self.manifest):
                 backend = self._make_backend(backend_spec(manifest))
-            loaded = {name: backend.open(name, entry) for name, entry in manifest["indexes"].items()}
+            loaded: dict[str, VectorIndex] = {}
+            faults: dict[str, str] = {}
+            for name, entry in manifest["indexes"].items():
+                index, fault = self._checked_open(backend, manifest, name, entry)
+                if index is not None:
+                    loaded[name] = index
+                else:
+                    faults[name] = fault or "unusable"
             if backend is not self._backend:
                 # Threads may still be searching through the old backend: close it with the collection.
                 self._retired.append(self.backend)
                 self._backend = backend
-            self.manifest, self._indexes, self._manifest_stamp = manifest, loaded, stamp
+            self.manifest, self._indexes, self._faults, self._manifest_stamp = manifest, loaded, faults, stamp
         return True
 
     # Opening.
@@ -123,6 +136,7 @@ class Collection:
         `new_backend_spec`; default FAISS)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        refuse_orphan_catalog(folder)
         manifest = new_manifest(folder.name, model, backend or {"name": "faiss"})
         collection = cls(folder, manifest, milvus_token, create_catalog=True)
         write_manifest(folder, manifest)
@@ -183,17 +197,28 @@ class Collection:
             return FaissBackend(self.folder)
         return milvus_module().MilvusBackend(self.folder, self.catalog, spec, self._milvus_token)
 
-    def sync_indexes(self, settings: IndexSettings, force: bool = False, progress=None) -> dict[str, Any]:
+    def sync_indexes(self, settings: IndexSettings, force: bool = False, progress=None,
+                     rebuild: Iterable[str] = ()) -> dict[str, Any]:
         """Bring the indexes up to the catalog: append new vectors where nothing was removed
         and the index kind still fits (Milvus also deletes removed ones in place), rebuild
-        otherwise; then publish a new manifest."""
+        otherwise; then publish a new manifest. The caller holds the writer lock: what killed
+        runs left behind is deleted first, and an index that fails its checks (for a FAISS file,
+        its SHA-256 too), or that ``rebuild`` names, is rebuilt from the catalog."""
+        self.remove_leftovers()
         generation = self.catalog.generation
-        if not force and not self.stale and all(k in self.manifest["indexes"] for k in INDEX_KINDS):
+        damaged = self.index_faults(full=True)
+        rebuild = set(rebuild)
+        for name, fault in damaged.items():
+            if name not in rebuild:
+                where = self.backend.describe(name, self.manifest["indexes"][name])
+                log.warning("rebuilding %s from the catalog: %s", where, fault)
+        rebuild |= set(damaged)
+        if not force and not rebuild and not self.stale and all(k in self.manifest["indexes"] for k in INDEX_KINDS):
             self.backend.sync_attributes(self.manifest["indexes"], set())
             return self.manifest
         previous_threads = faiss_search.set_threads(settings.build_threads)
         try:
-            return self._publish(self.backend, settings, generation, force, progress)
+            return self._publish(self.backend, settings, generation, force, progress, rebuild)
         finally:
             faiss_search.set_threads(previous_threads)
 
@@ -224,7 +249,7 @@ class Collection:
         return manifest
 
     def _publish(self, backend: IndexBackend, settings: IndexSettings, generation: int, force: bool,
-                 progress) -> dict[str, Any]:
+                 progress, rebuild: set[str] | None = None) -> dict[str, Any]:
         same = backend is self._backend
         old = self.manifest.get("indexes", {}) if same else {}
         old_max = int(self.manifest.get("max_vector_id", 0))
@@ -238,7 +263,7 @@ class Collection:
             wanted, params = backend.plan(count, dim, settings)
             entry = old.get(name)
             index = None
-            if not force and entry is not None and backend.reusable(entry, wanted):
+            if not force and entry is not None and name not in (rebuild or ()) and backend.reusable(entry, wanted):
                 index = self._bring_up_to_date(backend, name, entry, kinds, old_max, count)
             rebuilt = index is None
             if rebuilt:
@@ -251,7 +276,8 @@ class Collection:
                 ids, vectors = self.catalog.vectors(kinds, dim)
                 recall = index.recall(ids, vectors, settings.recall_sample)
             published = backend.persist(name, index, generation)
-            written[name] = {**published, "recall@10": None if kind == "flat" else recall}
+            written[name] = {**published, "kinds": list(kinds), "dim": dim,
+                             "recall@10": None if kind == "flat" else recall}
             loaded[name] = index
             if progress is not None:
                 progress(name, written[name])
@@ -262,6 +288,7 @@ class Collection:
         write_manifest(self.folder, manifest)
         self.manifest = manifest
         self._indexes = loaded
+        self._faults = {}
         self._manifest_stamp = self._stamp()
         backend.discard(written)
         return manifest
@@ -281,12 +308,13 @@ class Collection:
         if len(added_ids):
             index.add(added_ids, added)
         if index.count() != count:
-            index.remove(np.setdiff1d(index.stored_ids(), self._vector_ids(kinds)))
+            index.remove(np.setdiff1d(index.stored_ids(), self.vector_ids(kinds)))
             if index.count() != count:
                 return None
         return index
 
-    def _vector_ids(self, kinds: tuple[str, ...]) -> np.ndarray:
+    def vector_ids(self, kinds: tuple[str, ...]) -> np.ndarray:
+        """Every catalog vector id of these kinds (any order), damaged ones included."""
         rows = self.catalog.db.execute(
             f"SELECT id FROM vectors WHERE kind IN ({','.join('?' * len(kinds))})", kinds).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -304,7 +332,15 @@ class Collection:
             entry = self.manifest["indexes"].get(name)
             if entry is None:
                 raise CollectionError(f"collection {self.name!r} has no {name} index yet; run `crossmodal index`")
-            self._indexes[name] = self.backend.open(name, entry)
+            index, fault = None, self._faults.get(name)
+            if fault is None:
+                index, fault = self._checked_open(self.backend, self.manifest, name, entry)
+            if index is None:
+                self._faults[name] = fault or "unusable"
+                raise IndexFileError(self.backend.describe(name, entry),
+                                     f"{fault}; searching it is refused until it is rebuilt from the catalog: run "
+                                     f"`crossmodal check --repair {collection_option(self.folder)}`")
+            self._indexes[name] = index
         return self._indexes[name]
 
     def search(self, name: str, queries: np.ndarray, k: int, selector_ids: np.ndarray | None = None,

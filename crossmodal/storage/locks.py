@@ -36,3 +36,20 @@ def writer_lock(folder: Path, wait: float = 0.0) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def writer_active(folder: Path) -> bool:
+    """Whether a process holds the collection's writer lock right now (a read-only check uses this
+    to avoid calling a running writer's temporary files leftovers). It takes the lock for an
+    instant when it is free."""
+    try:
+        handle = open(folder / LOCK_FILE, "a")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

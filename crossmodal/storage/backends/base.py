@@ -62,6 +62,16 @@ class VectorIndex(ABC):
     def stored_ids(self) -> np.ndarray:
         """Every id stored (int64, any order): O(n), for reconciling with the catalog."""
 
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """The dimension of the vectors it holds."""
+
+    @abstractmethod
+    def sample_ids(self, n: int) -> np.ndarray:
+        """Up to ``n`` of the stored ids, cheaply (no full scan): for checking, when an index is
+        opened, that it holds the vector kinds its name says."""
+
     @abstractmethod
     def search(self, queries: np.ndarray, k: int, *, selector_ids: np.ndarray | None = None,
                filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +107,10 @@ class IndexBackend(ABC):
     removes_in_place: ClassVar[bool] = False
     """True when removing ids from a published index is cheap and safe for readers (so a sync
     deletes them in place); False rebuilds instead, as FAISS does."""
+    counts_are_final: ClassVar[bool] = True
+    """True when a published index never changes after its manifest entry is written (FAISS files),
+    so its count must equal the entry's; False where appends land in place before the manifest
+    catches up (Milvus)."""
 
     @abstractmethod
     def spec(self) -> dict[str, Any]:
@@ -129,6 +143,24 @@ class IndexBackend(ABC):
     @abstractmethod
     def discard(self, keep: dict[str, dict[str, Any]]) -> None:
         """Delete stored indexes no entry in ``keep`` names (after a new manifest is published)."""
+
+    def strays(self, keep: dict[str, dict[str, Any]]) -> list[str]:
+        """Stored indexes no entry in ``keep`` names (left by a killed run): what `discard` deletes."""
+        return []
+
+    def describe(self, name: str, entry: dict[str, Any]) -> str:
+        """Where the published index ``entry`` lives, as an error message names it."""
+        return f"the {name} index"
+
+    def entry_fault(self, name: str, entry: dict[str, Any]) -> str | None:
+        """What is wrong with the published index ``entry`` that costs no more than a stat to see
+        (a missing file, a size other than the one recorded); None when nothing is."""
+        return None
+
+    def content_fault(self, name: str, entry: dict[str, Any]) -> str | None:
+        """`entry_fault`, plus what a full read sees without the catalog (a file whose SHA-256 is not
+        the one recorded when it was written); None when nothing is wrong, or nothing can be checked."""
+        return self.entry_fault(name, entry)
 
     def destroy(self) -> None:
         """Delete every index this backend holds for the collection (rebuild, migration away)."""

@@ -3,6 +3,7 @@ torn one) and read back with errors that name the file."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -47,6 +48,18 @@ def write_index(index: faiss.Index, path: Path) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(folder)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks (an index file may be larger than memory can spare twice)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        raise IndexFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    return digest.hexdigest()
 
 
 def read_index(path: Path) -> faiss.Index:

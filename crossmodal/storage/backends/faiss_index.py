@@ -326,6 +326,30 @@ def stored_ids(index: faiss.Index) -> np.ndarray:
     return np.concatenate(chunks).astype(np.int64, copy=False) if chunks else np.empty(0, dtype=np.int64)
 
 
+def sample_ids(index: faiss.Index, n: int, seed: int = 0) -> np.ndarray:
+    """Up to n stored ids, read without copying the index: positions of the id map, or the first
+    non-empty inverted lists from a random start."""
+    _, outer, inner = parts_of(index)
+    rng = np.random.default_rng(seed)
+    if inner is not None:
+        size = outer.id_map.size()
+        if size != outer.ntotal:
+            raise IndexInputError(f"its id map holds {size} ids for {outer.ntotal} vectors")
+        if not size:
+            return np.empty(0, dtype=np.int64)
+        id_map = faiss.rev_swig_ptr(outer.id_map.data(), size)
+        return id_map[rng.choice(size, size=min(n, size), replace=False)].astype(np.int64)
+    invlists, found, start = outer.invlists, [], int(rng.integers(max(outer.nlist, 1)))
+    for step in range(outer.nlist):
+        list_no = (start + step) % outer.nlist
+        size = invlists.list_size(list_no)
+        if size:
+            found.append(faiss.rev_swig_ptr(invlists.get_ids(list_no), size)[:n].copy())
+            if sum(map(len, found)) >= n:
+                break
+    return np.concatenate(found)[:n].astype(np.int64) if found else np.empty(0, dtype=np.int64)
+
+
 def index_memory_bytes(index: faiss.Index) -> int:
     """Serialized size of the index, counted while streaming so a large index is not copied in memory."""
     total = 0

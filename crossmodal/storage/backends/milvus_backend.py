@@ -93,6 +93,7 @@ class MilvusBackend(IndexBackend):
 
     name = "milvus"
     removes_in_place = True
+    counts_are_final = False
 
     def __init__(self, folder: Path, catalog: Catalog, spec: dict[str, Any], token: str | None = None) -> None:
         self.folder = folder
@@ -262,11 +263,19 @@ class MilvusBackend(IndexBackend):
                 "search_params": index.search_params}
 
     def discard(self, keep: dict[str, dict[str, Any]]) -> None:
-        names = {entry.get("collection") for entry in keep.values()}
+        strays = self.strays(keep)
         with self.errors("dropping unused collections"):
-            for collection in self.client.list_collections():
-                if collection.startswith(self.prefix + "_") and collection not in names:
-                    self.client.drop_collection(collection)
+            for collection in strays:
+                self.client.drop_collection(collection)
+
+    def strays(self, keep: dict[str, dict[str, Any]]) -> list[str]:
+        names = {entry.get("collection") for entry in keep.values()}
+        with self.errors("listing collections"):
+            found = self.client.list_collections()
+        return sorted(c for c in found if c.startswith(self.prefix + "_") and c not in names)
+
+    def describe(self, name: str, entry: dict[str, Any]) -> str:
+        return f"Milvus collection {entry.get('collection')} at {self.where} (the {name} index)"
 
     def destroy(self) -> None:
         """Drop this collection's Milvus collections, and a Milvus Lite file left empty."""

@@ -101,6 +101,18 @@ class MilvusIndex(VectorIndex):
             out.extend(int(r["id"]) for r in rows)
         return np.array(out, dtype=np.int64)
 
+    @property
+    def dim(self) -> int:
+        with self.backend.errors(f"describing {self.collection}"):
+            fields = self.backend.client.describe_collection(self.collection)["fields"]
+        return next(int(f["params"]["dim"]) for f in fields if f["name"] == "vector")
+
+    def sample_ids(self, n: int) -> np.ndarray:
+        with self.backend.errors(f"reading {self.collection}"):
+            rows = self.backend.client.query(self.collection, filter="id >= 0", output_fields=["id"], limit=int(n),
+                                             consistency_level="Strong")
+        return np.array([int(r["id"]) for r in rows], dtype=np.int64)
+
     def existing(self, ids: list[int]) -> list[int]:
         """Which of ``ids`` this collection holds."""
         found: list[int] = []
