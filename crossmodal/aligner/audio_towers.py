@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from crossmodal.aligner.config import AudioCnnCfg
 from crossmodal.media import Waveform
@@ -101,6 +102,29 @@ def pad_batch(chunks: list[np.ndarray], min_samples: int) -> tuple[torch.Tensor,
     return torch.from_numpy(out), torch.tensor(lengths, dtype=torch.long)
 
 
+def reflect_pad_each(waves: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
+    """Pad every row by ``pad`` samples on both sides, mirrored at that row's own ends.
+
+    A centred STFT on the padded batch would mirror at the end of the batch row, so the last
+    frames of a short clip would see the zeros that stretch it to its longest companion.
+    Mirroring at each clip's own end gives every frame a clip owns exactly what
+    ``torch.stft(center=True)`` gives that clip alone; what lies further out feeds no such frame.
+    """
+    width = waves.shape[-1]
+    ends = lengths.to(waves.device).clamp(1, width)[:, None]
+    k = torch.arange(pad, device=waves.device)[None, :]
+    out = F.pad(waves, (pad, pad))
+    out[:, :pad] = torch.gather(waves, 1, torch.minimum(pad - k, ends - 1).expand(waves.shape[0], -1))
+    out.scatter_(1, ends + pad + k, torch.gather(waves, 1, (ends - 2 - k).clamp_min(0)))
+    return out
+
+
+def time_mask(valid: torch.Tensor, steps: int, like: torch.Tensor) -> torch.Tensor:
+    """1 on each clip's first ``valid`` time steps, 0 after, shaped to broadcast over ``like``."""
+    mask = torch.arange(steps, device=like.device)[None, :] < valid.to(like.device)[:, None]
+    return mask.reshape(mask.shape[0], *([1] * (like.dim() - 2)), steps).to(like.dtype)
+
+
 FeatureAugment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -108,7 +132,8 @@ class LogMelFrontend(nn.Module):
     """Log-mel spectrogram normalised per utterance over its valid frames only.
 
     Per-utterance normalisation makes the features independent of recording gain, and the
-    dynamic-range floor makes digital silence and quiet noise look alike.
+    dynamic-range floor makes digital silence and quiet noise look alike. The centring pad is
+    done per clip (`reflect_pad_each`), so a clip's frames do not depend on its batch.
     """
 
     def __init__(self, cfg: AudioCnnCfg) -> None:
@@ -116,16 +141,19 @@ class LogMelFrontend(nn.Module):
         import torchaudio
 
         self.hop = cfg.hop_length
+        self.n_fft = cfg.n_fft
         self.floor = cfg.dynamic_range_db / 10.0 * math.log(10.0)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
             hop_length=cfg.hop_length, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
-            power=2.0, center=True)
+            power=2.0, center=False)
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        spec = torch.log(self.mel(waves).clamp_min(1e-10))
-        frames = torch.clamp(lengths // self.hop + 1, max=spec.shape[-1])
-        mask = (torch.arange(spec.shape[-1], device=spec.device)[None, :] < frames[:, None])[:, None, :]
+        pad = self.n_fft // 2
+        spec = torch.log(self.mel(reflect_pad_each(waves, lengths, pad)).clamp_min(1e-10))
+        frames = torch.clamp((lengths.to(spec.device) + 2 * pad - self.n_fft) // self.hop + 1,
+                             min=1, max=spec.shape[-1])
+        mask = time_mask(frames, spec.shape[-1], spec).bool()
         peak = spec.masked_fill(~mask, -1e9).amax(dim=(1, 2), keepdim=True)
         spec = torch.maximum(spec, peak - self.floor)
         count = mask.sum(dim=(1, 2), keepdim=True) * spec.shape[1]
@@ -136,7 +164,7 @@ class LogMelFrontend(nn.Module):
 
 
 def _masked_pool(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    mask = (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None])[:, None, :]
+    mask = time_mask(lengths, x.shape[-1], x).bool()
     mean = (x * mask).sum(-1) / mask.sum(-1).clamp_min(1)
     peak = x.masked_fill(~mask, float("-inf")).amax(-1)
     return torch.cat([mean, peak], dim=1)
@@ -177,13 +205,23 @@ class AudioCnnBackbone(nn.Module):
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor,
                 feature_augment: FeatureAugment | None = None) -> torch.Tensor:
-        """``feature_augment`` acts on the log-mel input (for training only)."""
-        spec, frames = self.frontend(waves, lengths)
+        """``feature_augment`` acts on the log-mel input (for training only).
+
+        Every convolution's input is zeroed past each clip's valid steps, and a 2×2 pool keeps
+        only the steps it built from valid frames alone, so padding never reaches a clip's own
+        steps: a clip's features are the same in any batch as alone.
+        """
+        x, valid = self.frontend(waves, lengths)
         if feature_augment is not None:
-            spec, frames = feature_augment(spec, frames)
-        x = self.features(spec)
-        steps = torch.div(frames, 2 ** self.pools, rounding_mode="floor")
+            x, valid = feature_augment(x, valid)
+        for layer in self.features:
+            if isinstance(layer, nn.Conv2d):
+                x = x * time_mask(valid, x.shape[-1], x)
+            x = layer(x)
+            if isinstance(layer, nn.MaxPool2d):
+                valid = torch.div(valid, 2, rounding_mode="floor")
         b, c, f, t = x.shape
-        x = self.temporal(x.reshape(b, c * f, t))
-        steps = steps.clamp(min=1, max=t)
+        x = x.reshape(b, c * f, t)
+        x = self.temporal(x * time_mask(valid, t, x))
+        steps = valid.clamp(min=1, max=t)
         return self.proj(self.dropout(_masked_pool(x, steps)))

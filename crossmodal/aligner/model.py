@@ -7,7 +7,8 @@ float32 numpy arrays for indexing and search.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,26 @@ class AudioEmbedding:
 def _batches(n: int, size: int) -> Iterable[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
+
+
+@contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """Run in eval mode whatever mode the caller left, then restore it.
+
+    In training mode BatchNorm normalises by the batch's own statistics and dropout is random,
+    so an item's vector would depend on its companions; inference must not. A model already in
+    eval mode (the usual case, shared by server threads) is not touched.
+    """
+    training = [m for m in model.modules() if m.training]
+    if not training:
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        for module in training:
+            module.training = True
 
 
 class Aligner(nn.Module):
@@ -143,26 +164,32 @@ class Aligner(nn.Module):
     # High-level embedding of decoded media.
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """One normalised vector per string."""
+        """One normalised vector per string (every string is tokenised to the same length)."""
         out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
-        for sl in _batches(len(texts), batch_size):
-            tokens = self.tokenize(texts[sl]).to(self.device)
-            out[sl] = self.encode_text(tokens).float().cpu().numpy()
+        with _evaluating(self):
+            for sl in _batches(len(texts), batch_size):
+                tokens = self.tokenize(texts[sl]).to(self.device)
+                out[sl] = self.encode_text(tokens).float().cpu().numpy()
         return out
 
     @torch.inference_mode()
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 256) -> np.ndarray:
-        """One normalised vector per image."""
+        """One normalised vector per image (each is preprocessed to the same size on its own)."""
         out = np.zeros((len(images), self.embed_dim), dtype=np.float32)
-        for sl in _batches(len(images), batch_size):
-            pixels = torch.stack([self.preprocess_image(img) for img in images[sl]]).to(self.device)
-            out[sl] = self.encode_image(pixels).float().cpu().numpy()
+        with _evaluating(self):
+            for sl in _batches(len(images), batch_size):
+                pixels = torch.stack([self.preprocess_image(img) for img in images[sl]]).to(self.device)
+                out[sl] = self.encode_image(pixels).float().cpu().numpy()
         return out
 
     @torch.inference_mode()
     def embed_audio(self, clips: Sequence[Waveform], batch_size: int = 128,
                     sources: Sequence[str] | None = None) -> list[AudioEmbedding]:
-        """Window vectors (with start/end seconds) for each clip; see `AudioEmbedding.clip_vector`."""
+        """Window vectors (with start/end seconds) for each clip; see `AudioEmbedding.clip_vector`.
+
+        Windows are batched by length to waste little on padding; the audio backbone keeps
+        padding out of every window's own steps, so a window's vector does not depend on them.
+        """
         backbone: AudioCnnBackbone = self.tower("audio").backbone
         windows, owner = [], []
         for i, clip in enumerate(clips):
@@ -172,10 +199,11 @@ class Aligner(nn.Module):
                 owner.append(i)
         vectors = np.zeros((len(windows), self.embed_dim), dtype=np.float32)
         order = np.argsort([w.samples.size for w in windows], kind="stable")
-        for sl in _batches(len(windows), batch_size):
-            idx = order[sl]
-            waves, lengths = backbone.collate([windows[j].samples for j in idx])
-            vectors[idx] = self.encode_audio(waves.to(self.device), lengths.to(self.device)).float().cpu().numpy()
+        with _evaluating(self):
+            for sl in _batches(len(windows), batch_size):
+                idx = order[sl]
+                waves, lengths = backbone.collate([windows[j].samples for j in idx])
+                vectors[idx] = self.encode_audio(waves.to(self.device), lengths.to(self.device)).float().cpu().numpy()
         owner_arr = np.asarray(owner)
         result = []
         for i in range(len(clips)):
