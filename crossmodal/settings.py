@@ -36,6 +36,16 @@ class IngestSettings:
     max_image_pixels: int = 64_000_000
     max_audio_seconds: float = 3 * 3600.0
     max_text_bytes: int = 20_000_000
+    max_image_bytes: int = 256 << 20
+    """Most memory one decoded image may take: width x height x bytes a pixel in Pillow's mode
+    (4 for RGB, RGBA and CMYK, 2 for 16-bit grey, 1 for grey and palette), read from the header
+    before any pixel is decoded. 256 MiB is 64 megapixels in the widest mode; a worker holds its
+    batch's images decoded together, so this bounds what one file adds to it."""
+    max_audio_bytes: int = 1 << 30
+    """Most memory one decoded audio file may take as float32: frames x channels x 4 bytes,
+    checked from the header (WAV, FLAC, OGG, AIFF) and again while decoding (MP3, or a header
+    that lies). 1 GiB is 50 minutes of 44.1 kHz stereo; resampling for the model adds a mono
+    copy and the resampled clip, together at most as much again."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,14 @@ class SearchSettings:
     query_max_image_pixels: int = 40_000_000
     query_max_file_bytes: int = 32 << 20
     """Largest query file read (an upload is also bounded by ``[server] max_upload_mb``)."""
+    query_max_image_bytes: int = 64 << 20
+    """Most memory a query image may take decoded (pixels x bytes a pixel in its mode, from the
+    header, before decoding): 16 megapixels in RGB. A 150 KB PNG can promise 40 megapixels,
+    160 MiB decoded and over a GB of model preprocessing; it is refused with 422."""
+    query_max_audio_bytes: int = 64 << 20
+    """Most memory a query clip may take decoded as float32 (frames x channels x 4 bytes, from
+    the header and again while decoding): a minute of 96 kHz stereo fits; a 340 KB FLAC of
+    silence promising 655,350 Hz x 8 channels for a minute (1.2 GB) is refused with 422."""
     max_concurrent_media: int = 2
     """Query files decoded and embedded at once in one process; more wait their turn, so N
     parallel uploads cannot hold N decoded images or clips in memory together."""
@@ -117,6 +135,21 @@ class ServerSettings:
     threads: int = 8
     """Waitress worker threads (concurrent requests)."""
     max_k: int = 100
+    connection_limit: int = 1000
+    """Open connections served at once; more wait in the listen backlog. A half-sent request holds
+    a connection (never a thread), so this must stay well above the few hundred a slow or hostile
+    client can open. Each connection may need two file descriptors (its socket and a spooled
+    body): `serve` raises the process's soft descriptor limit as far as the hard limit allows and
+    lowers this to fit, with a warning."""
+    channel_timeout: int = 30
+    """Seconds a connection may send and receive nothing (a request never finished, an idle
+    keep-alive) before it is closed; a request being answered is never cut."""
+    cleanup_interval: int = 5
+    """Seconds between sweeps for connections past ``channel_timeout``, so one lives at most
+    the sum."""
+    max_header_kb: int = 64
+    """Largest request line and headers of one request, in KiB (waitress buffers them in memory
+    for every open connection); larger requests get 431."""
 
 
 @dataclass(frozen=True)

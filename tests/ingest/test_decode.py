@@ -4,6 +4,7 @@ kind of bad file turns into (always naming the file)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,16 @@ from crossmodal.ingest.decode import (
     DEFAULT_LIMITS,
     DecodeLimits,
     _pcm_wav,
+    _read_bounded,
     decode_audio,
     decode_image,
+    image_pixel_bytes,
+    ingest_limits,
     read_small_file,
     read_text,
 )
 from crossmodal.media import Waveform
+from crossmodal.settings import IngestSettings
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -486,3 +491,151 @@ def test_small_files_are_read_whole_and_big_ones_left_to_the_decoder(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(DecodeError, match="file is empty"):
         read_small_file(tmp_path / "empty.wav", 1 << 20)
+
+
+# --------------------------------------------------------------------------- budgets in decoded bytes
+
+
+def _silent_flac(path: Path, seconds: float, rate: int = 655_350, channels: int = 8) -> Path:
+    """Silence at a high rate and many channels: a few KB on disk, a lot of float32 decoded."""
+    with sf.SoundFile(path, "w", samplerate=rate, channels=channels, format="FLAC", subtype="PCM_16") as out:
+        left = int(seconds * rate)
+        block = np.zeros((min(left, 1 << 18), channels), dtype=np.int16)
+        while left:
+            out.write(block[:min(left, len(block))])
+            left -= min(left, len(block))
+    return path
+
+
+def _promise_frames(path: Path, frames: int) -> None:
+    """Rewrite a FLAC's STREAMINFO total-samples field (its last 36 bits before the MD5)."""
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC"
+    field = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((field >> 36 << 36) | frames).to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+
+
+def _peak_traced(func) -> tuple[BaseException | None, int]:
+    """Run ``func``; what it raised, and the most memory it held at once (numpy and Pillow
+    buffers included, as tracemalloc sees them)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        func()
+        raised = None
+    except DecodeError as exc:
+        raised = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return raised, peak
+
+
+QUERY_LIMITS = DecodeLimits(max_image_pixels=40_000_000, max_audio_seconds=60.0,
+                            max_image_bytes=64 << 20, max_audio_bytes=64 << 20)
+
+
+def test_default_budgets_are_the_ingest_settings():
+    assert DEFAULT_LIMITS == ingest_limits(IngestSettings())
+    custom = IngestSettings(max_image_pixels=3, max_audio_seconds=4.0, max_text_bytes=5, max_image_bytes=1,
+                            max_audio_bytes=2)
+    assert ingest_limits(custom) == DecodeLimits(max_image_pixels=3, max_audio_seconds=4.0, max_text_bytes=5,
+                                                 max_image_bytes=1, max_audio_bytes=2)
+
+
+@pytest.mark.parametrize("mode,size", [("1", 1), ("L", 1), ("P", 1), ("I;16", 2), ("LA", 4), ("RGB", 4),
+                                       ("RGBA", 4), ("CMYK", 4), ("YCbCr", 4), ("I", 4), ("F", 4)])
+def test_pixel_bytes_are_what_pillow_stores(mode, size):
+    assert image_pixel_bytes(mode) == size
+
+
+@IN_MEMORY
+def test_image_over_the_decoded_byte_budget_is_refused(tmp_path, in_memory):
+    path = tmp_path / "rgb.png"
+    Image.new("RGB", (50, 40), RED).save(path)  # 50 x 40 x 4 bytes = 8,000 decoded
+    with pytest.raises(DecodeError) as exc:
+        _decode_image(path, in_memory, DecodeLimits(max_image_bytes=7999))
+    _assert_names(exc, path)
+    assert "50x40 RGB" in exc.value.reason and "limit on a decoded image" in exc.value.reason
+    assert _decode_image(path, in_memory, DecodeLimits(max_image_bytes=8000)).size == (50, 40)
+    grey = tmp_path / "grey.png"
+    Image.new("L", (50, 40), 9).save(grey)  # the same pixels in one byte each
+    assert _decode_image(grey, in_memory, DecodeLimits(max_image_bytes=2000)).size == (50, 40)
+
+
+@IN_MEMORY
+def test_40_megapixels_promised_by_a_tiny_png_are_refused_from_the_header(tmp_path, in_memory):
+    path = tmp_path / "claims.png"
+    png_with_claimed_size(path, 8000, 5000)  # 4x4 pixels of data: decoding it would fail as truncated
+    raised, peak = _peak_traced(lambda: _decode_image(path, in_memory, replace(QUERY_LIMITS, max_image_bytes=32 << 20)))
+    assert isinstance(raised, DecodeError) and raised.path == str(path)
+    assert "8000x5000 L, 38 MiB decoded, over the 32 MiB limit on a decoded image" in raised.reason
+    assert peak < 1 << 20
+
+
+@IN_MEMORY
+def test_flac_promising_a_huge_decode_is_refused_before_reading(tmp_path, in_memory):
+    path = _silent_flac(tmp_path / "silence.flac", 1.0)  # 655,350 Hz x 8 channels: 20 MiB as float32
+    assert path.stat().st_size < 64_000
+    limits = DecodeLimits(max_audio_bytes=16 << 20)
+    raised, peak = _peak_traced(lambda: decode_audio(path, limits, path.read_bytes() if in_memory else None))
+    assert isinstance(raised, DecodeError) and raised.path == str(path)
+    assert raised.reason == ("audio would decode to 20 MiB (655,350 Hz x 8 channels x 1.0 s as float32), "
+                             "over the 16 MiB limit on decoded audio")
+    assert peak < path.stat().st_size + (1 << 20)
+    wave = decode_audio(path, DecodeLimits(max_audio_bytes=655_350 * 8 * 4))
+    assert wave.samples.shape == (655_350, 8) and not wave.samples.any()
+
+
+def test_a_header_promising_more_than_the_file_holds_is_judged_by_its_promise(tmp_path):
+    path = _silent_flac(tmp_path / "liar.flac", 0.1)
+    _promise_frames(path, 30 * 655_350)  # 30 s: under the query's 60-second limit, 600 MiB decoded
+    with pytest.raises(DecodeError) as exc:
+        decode_audio(path, QUERY_LIMITS, path.read_bytes())
+    assert "600 MiB" in exc.value.reason and "64 MiB limit on decoded audio" in exc.value.reason
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["from-path", "from-bytes"])
+def test_wav_budget_counts_float32_not_file_bytes(tmp_path, in_memory):
+    path = tmp_path / "u8.wav"
+    sf.write(path, np.stack([_tone(0.5, 8000)] * 2, axis=1), 8000, subtype="PCM_U8")  # 8 KB on disk
+    data = path.read_bytes() if in_memory else None
+    with pytest.raises(DecodeError, match="over the 31,999 B limit on decoded audio"):
+        decode_audio(path, DecodeLimits(max_audio_bytes=4000 * 2 * 4 - 1), data)
+    assert decode_audio(path, DecodeLimits(max_audio_bytes=4000 * 2 * 4), data).samples.shape == (4000, 2)
+
+
+class _Stream:
+    """A decoder handle that promises ``frames`` and then yields ``holds`` frames of 0.25 (a
+    header that lies, or an MP3 length estimate), with a NaN at ``nan_at`` if given."""
+
+    def __init__(self, frames: int, holds: int, channels: int = 2, nan_at: int | None = None) -> None:
+        self.frames, self.holds, self.channels, self.samplerate = frames, holds, channels, 8000
+        self.nan_at, self.pos, self.largest = nan_at, 0, 0
+
+    def read(self, out: np.ndarray) -> np.ndarray:
+        self.largest = max(self.largest, out.base.nbytes if out.base is not None else out.nbytes)
+        n = min(len(out), self.holds - self.pos)
+        out[:n] = 0.25
+        if self.nan_at is not None and self.pos <= self.nan_at < self.pos + n:
+            out[self.nan_at - self.pos] = np.nan
+        self.pos += n
+        return out[:n]
+
+
+def test_audio_holding_more_than_its_header_said_stops_at_the_budget():
+    budget = 1 << 20
+    endless = _Stream(frames=100, holds=10**12)
+    with pytest.raises(DecodeError, match="holds more than its header said, over the 1.0 MiB limit"):
+        _read_bounded(endless, Path("liar.mp3"), DecodeLimits(max_audio_bytes=budget))
+    assert endless.pos <= budget // 8 + 1 and endless.largest <= budget
+    with pytest.raises(DecodeError, match="longer than the 2-second limit"):
+        _read_bounded(_Stream(frames=0, holds=10**12), Path("x.mp3"), DecodeLimits(max_audio_seconds=2.0))
+    unknown = _read_bounded(_Stream(frames=0, holds=50_000), Path("x.mp3"), DecodeLimits(max_audio_bytes=budget))
+    assert unknown.shape == (50_000, 2) and (unknown == 0.25).all()
+    short = _read_bounded(_Stream(frames=90_000, holds=70_000), Path("x.mp3"), DEFAULT_LIMITS)
+    assert short.shape == (70_000, 2)
+    with pytest.raises(DecodeError, match="NaN"):
+        _read_bounded(_Stream(frames=200_000, holds=200_000, nan_at=150_000), Path("x.mp3"), DEFAULT_LIMITS)
