@@ -207,15 +207,17 @@ class AudioCnnBackbone(nn.Module):
                 feature_augment: FeatureAugment | None = None) -> torch.Tensor:
         """``feature_augment`` acts on the log-mel input (for training only).
 
-        Every convolution's input is zeroed past each clip's valid steps, and a 2×2 pool keeps
-        only the steps it built from valid frames alone, so padding never reaches a clip's own
-        steps: a clip's features are the same in any batch as alone.
+        The front end zeroes its output past each clip's frames and every later convolution's
+        input is zeroed past its valid steps (as a lone clip's zero padding would be), and a 2×2
+        pool keeps only the steps it built from valid frames alone, so padding never reaches a
+        clip's own steps: a clip's features are the same in any batch as alone.
         """
         x, valid = self.frontend(waves, lengths)
         if feature_augment is not None:
             x, valid = feature_augment(x, valid)
-        for layer in self.features:
-            if isinstance(layer, nn.Conv2d):
+            x = x * time_mask(valid, x.shape[-1], x)
+        for i, layer in enumerate(self.features):
+            if isinstance(layer, nn.Conv2d) and i > 0:  # the input is masked already
                 x = x * time_mask(valid, x.shape[-1], x)
             x = layer(x)
             if isinstance(layer, nn.MaxPool2d):
