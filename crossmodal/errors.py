@@ -58,6 +58,10 @@ class _NamesAFile:
         super().__init__(f"{self.path}: {reason}")
 
 
+class AccessError(CrossmodalError):
+    """The caller may not do this: another user's history, or anything without the server's token."""
+
+
 class NotFoundError(CrossmodalError):
     """An item, user or file the caller named does not exist."""
 

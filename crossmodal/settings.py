@@ -128,7 +128,7 @@ class PersonalSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """The HTTP server: bounds on what one request may cost."""
+    """The HTTP server: who may use it, and bounds on what one request may cost."""
 
     max_upload_mb: float = 32.0
     """Whole request body limit; larger requests get 413."""
@@ -150,6 +150,19 @@ class ServerSettings:
     max_header_kb: int = 64
     """Largest request line and headers of one request, in KiB (waitress buffers them in memory
     for every open connection); larger requests get 431."""
+    token: str = ""
+    """Secret that protects the API and the page (Bearer header, or a login form in the browser).
+    Empty: no protection, which is only allowed on a loopback address. Also read from the
+    CROSSMODAL_TOKEN environment variable; `serve --token` overrides both."""
+    allowed_hosts: list[str] = field(default_factory=list)
+    """Host header values accepted besides the loopback names and the address served on (a
+    page on another site that resolves to this server cannot use it)."""
+    session_hours: float = 12.0
+    """How long a browser login with the token lasts."""
+    max_json_kb: float = 64.0
+    """Largest JSON request body; larger ones get 413 (a query or feedback is a few hundred bytes)."""
+    max_json_depth: int = 16
+    """Deepest nesting accepted in a JSON body; deeper bodies get 400 before they are parsed."""
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,13 @@ from crossmodal.demo.showcase import CORPUS_DIR
 from crossmodal.ingest.decode import decode_audio, decode_image, read_text
 from crossmodal.ingest.discover import discover
 from crossmodal.ingest.embed import embed_workers
+from crossmodal.ingest.item_list import read_item_list
 from crossmodal.ingest.workers import OrderedProcessMap, batched
 from crossmodal.settings import Settings
 
 
 def make_corpus(root: Path, copies: int, seed: int = 0) -> None:
-    """``copies`` altered copies of every demo image and clip, and of the demo texts."""
+    """``copies`` altered copies of every demo image and clip, and of the demo's notes as text files."""
     rng = np.random.default_rng(seed)
     for c in range(copies):
         out = root / f"copy{c}"
@@ -63,8 +64,9 @@ def make_corpus(root: Path, copies: int, seed: int = 0) -> None:
         for src in sorted((CORPUS_DIR / "audio").glob("*.wav")):
             wave, rate = sf.read(src, dtype="float32")
             sf.write(out / "audio" / src.name, wave + rng.normal(0, 1e-4, wave.shape).astype(np.float32), rate)
-        for src in sorted((CORPUS_DIR / "text").glob("*.txt")):
-            (out / "text" / src.name).write_text(src.read_text() + f"\n\n(copy {c})\n")
+        notes = [item for item in read_item_list(CORPUS_DIR / "items.jsonl") if item.meta.get("source") == "note"]
+        for i, note in enumerate(notes):
+            (out / "text" / f"note_{i:02d}.txt").write_text(f"{note.text}\n\n(copy {c})\n")
 
 
 def decode_then_forward(aligner, cands, batch: int) -> float:

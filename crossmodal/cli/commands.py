@@ -34,7 +34,9 @@ def settings_of(args: argparse.Namespace) -> Settings:
     uri = getattr(args, "milvus_uri", None)
     backend = getattr(args, "backend", None) or ("milvus" if uri and not hasattr(args, "to") else None)
     return settings.updated(index={"kind": getattr(args, "kind", None), "backend": backend,
-                                   "milvus_uri": uri, "milvus_token": token})
+                                   "milvus_uri": uri, "milvus_token": token},
+                            server={"token": getattr(args, "token", None),
+                                    "allowed_hosts": getattr(args, "allow_host", None)})
 
 
 def open_engine(args: argparse.Namespace, **kwargs) -> Engine:
@@ -48,7 +50,8 @@ def open_engine(args: argparse.Namespace, **kwargs) -> Engine:
 
 def cmd_index(args: argparse.Namespace) -> int:
     with open_engine(args, create=True, rebuild=args.rebuild) as engine:
-        report = engine.index(args.paths, prune=args.prune, progress=not args.quiet, wait=args.wait)
+        report = engine.index(args.paths, prune=args.prune, progress=not args.quiet, wait=args.wait,
+                              follow_symlinks=args.follow_symlinks)
         folder = engine.folder
     if args.json:
         emit_json(report.as_dict())
@@ -152,7 +155,7 @@ def serve_engine(engine: Engine, args: argparse.Namespace) -> int:
         print(f"crossmodal: serving collection {engine.name} at {url}  (Ctrl+C to stop)", flush=True,
               file=sys.stderr if args.json else sys.stdout)
 
-    serve(engine, engine.settings, host=args.host, port=args.port, on_ready=ready)
+    serve(engine, engine.settings, host=args.host, port=args.port, on_ready=ready, insecure=args.insecure_no_token)
     print("crossmodal: stopped", file=sys.stderr)
     return EXIT_OK
 

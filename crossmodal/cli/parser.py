@@ -100,6 +100,14 @@ def _backend_options(p: argparse.ArgumentParser, migrate: bool) -> None:
 def _server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
+    p.add_argument("--token", default=None, metavar="TOKEN",
+                   help="protect the server: API clients send 'Authorization: Bearer TOKEN', browsers log in "
+                        "with it (default: CROSSMODAL_TOKEN or [server] token; none on a loopback address)")
+    p.add_argument("--allow-host", action="append", default=None, metavar="NAME",
+                   help="a Host name the server answers to besides the loopback names and --host; repeatable "
+                        "(default: [server] allowed_hosts)")
+    p.add_argument("--insecure-no-token", action="store_true",
+                   help="serve a non-loopback address without a token (only behind something that guards it)")
 
 
 def _query_options(p: argparse.ArgumentParser, default_k: int, k_help: str) -> None:
@@ -169,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf_flat", "ivf_pq"], default=None,
                    help="index type (default: auto, by size and memory budget)")
     p.add_argument("--prune", action="store_true", help="remove entries whose files are gone")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="follow links to files outside the given folders (each target becomes part of the "
+                        "collection); by default such links are skipped")
     p.add_argument("--rebuild", action="store_true", help="drop the collection's contents and index from scratch")
     _backend_options(p, migrate=False)
     _wait_option(p)

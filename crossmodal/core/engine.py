@@ -32,6 +32,7 @@ from crossmodal.core.indexing import IndexReport, check_backend_request, index_p
 from crossmodal.core.item_media import ItemMedia, item_media, thumbnail_png
 from crossmodal.core.query_inputs import decode_query
 from crossmodal.errors import NotFoundError, QueryError, StorageError
+from crossmodal.items import Root
 from crossmodal.search.planner import Plan, Planner
 from crossmodal.search.query import Query, SearchResult, check_user, item_id_from
 from crossmodal.search.rerank import preference_vector
@@ -40,6 +41,7 @@ from crossmodal.storage.collection import Collection, clear_collection, collecti
 from crossmodal.storage.feedback import FEEDBACK_EVENTS
 from crossmodal.storage.locks import writer_lock
 from crossmodal.storage.manifest import MANIFEST, ModelInfo, backend_spec, new_backend_spec
+from crossmodal.storage.secrets import collection_secret
 
 
 def set_search_threads(threads: int) -> int:
@@ -219,14 +221,17 @@ class Engine:
 
     # Writing content (each holds the collection's writer lock).
     def index(self, paths: Sequence[str | Path], *, prune: bool = False, progress: bool = True,
-              on_batch: Callable[[int], None] | None = None, wait: float = 0.0) -> IndexReport:
+              on_batch: Callable[[int], None] | None = None, wait: float = 0.0,
+              follow_symlinks: bool = False) -> IndexReport:
         """Index files, folders and JSONL item lists, incrementally, and publish the indexes.
+        The paths become the collection's roots: only files inside them are read and served
+        (``follow_symlinks`` follows links out of them, recording each target as a root).
         ``wait`` is how long to wait for another writer before giving up."""
         with self.collection.writer_lock(wait):
             self.collection.refresh()
             check_backend_request(self.collection, self.settings.index)
             return index_paths(self.collection, self.aligner, paths, self.settings, prune=prune,
-                               progress=progress, on_batch=on_batch)
+                               progress=progress, on_batch=on_batch, follow_symlinks=follow_symlinks)
 
     def remove(self, item_ids: Sequence[int] = (), uris: Sequence[str] = (), wait: float = 0.0) -> RemoveReport:
         """Remove items by catalog id and by uri."""
@@ -294,9 +299,28 @@ class Engine:
         return item
 
     def media(self, item_id: int) -> ItemMedia:
-        """The item's catalogued file (with its sniffed type) or, for a text item, its text."""
-        return item_media(self._item_or_error(item_id))
+        """The item's catalogued file (with its sniffed type) or, for a text item, its text. Only
+        a regular file inside the collection's roots is given, checked now."""
+        return item_media(self._item_or_error(item_id), self.collection.roots.all())
 
     def thumbnail(self, item_id: int, size: int | str = 256) -> bytes:
         """A PNG thumbnail of an image item."""
-        return thumbnail_png(self._item_or_error(item_id), size, self.settings.ingest.max_image_pixels)
+        return thumbnail_png(self._item_or_error(item_id), self.collection.roots.all(), size,
+                             self.settings.ingest.max_image_pixels)
+
+    def secret(self, name: str) -> bytes:
+        """A random secret kept in the collection (made on first use), e.g. the key a server
+        signs its browsers' user ids with, so they survive a restart."""
+        return collection_secret(self.collection.database, name)
+
+    def roots(self) -> list[Root]:
+        """The folders and files the collection was asked to index (real paths)."""
+        return self.collection.roots.all()
+
+    def relative_uri(self, uri: str, roots: Sequence[Root] | None = None) -> str:
+        """``uri`` shown from the root it lies in (``Pictures/2024/cat.jpg``): what a client that
+        may not see the server's folders is told. A uri under no root keeps only its name."""
+        shown = [r for r in (roots if roots is not None else self.roots()) if r.relative(uri) is not None]
+        if not shown:
+            return uri.rsplit("/", 1)[-1]
+        return max(shown, key=lambda r: len(r.path)).relative(uri) or ""

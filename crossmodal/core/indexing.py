@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from crossmodal.aligner.model import Aligner
 from crossmodal.errors import CollectionError
+from crossmodal.ingest.confine import Confinement
 from crossmodal.ingest.discover import PRIMARY_ORDER, Candidate, discover
 from crossmodal.ingest.embed import Outcome, embed_stream, process_batch
 from crossmodal.items import NewItem, Skip
@@ -176,14 +177,18 @@ def _plan(catalog: Catalog, cands: Sequence[Candidate], report: IndexReport) -> 
 
 
 def index_paths(coll: Collection, aligner: Aligner, paths: Sequence[str | Path], settings: Settings,
-                prune: bool = False, progress: bool = True,
-                on_batch: Callable[[int], None] | None = None) -> IndexReport:
-    """Index ``paths`` into ``coll`` (whose writer lock the caller holds) and publish its indexes."""
+                prune: bool = False, progress: bool = True, on_batch: Callable[[int], None] | None = None,
+                follow_symlinks: bool = False) -> IndexReport:
+    """Index ``paths`` into ``coll`` (whose writer lock the caller holds) and publish its indexes.
+    The paths become roots of the collection; links are followed only into roots, unless
+    ``follow_symlinks`` (each target then becomes a root)."""
     with _long_lived_objects_frozen():
         report = IndexReport(collection=coll.name)
         coll.backend.ready()
         catalog = coll.catalog
-        cands, report.skipped = discover(paths)
+        confinement = Confinement(coll.roots.all(), follow_symlinks)
+        cands, report.skipped = discover(paths, confinement)
+        coll.roots.add(confinement.new_roots)
         todo, pending = _plan(catalog, cands, report)
         bar = tqdm(total=len(todo), unit="item", desc=f"indexing {coll.name}", disable=not progress)
         weights = settings.index.fusion_weights

@@ -21,7 +21,7 @@ from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.open_clip_source import file_sha256
 from crossmodal.errors import CrossmodalError, DecodeError
 from crossmodal.ingest.chunk_text import TextChunk, chunk_text
-from crossmodal.ingest.decode import DecodeLimits, decode_audio, decode_image, read_small_file, read_text
+from crossmodal.ingest.decode import decode_audio, decode_image, ingest_limits, read_small_file, read_text
 from crossmodal.ingest.discover import Candidate
 from crossmodal.ingest.workers import OrderedProcessMap, batched, fork_context
 from crossmodal.items import NewItem, NewSegment, Skip
@@ -56,7 +56,7 @@ def decode_candidate(cand: Candidate, settings: IngestSettings) -> Decoded:
 
     The content hash, the item's identity so identical files dedupe, combines the hashes of
     its parts."""
-    limits = DecodeLimits(settings.max_image_pixels, settings.max_audio_seconds, settings.max_text_bytes)
+    limits = ingest_limits(settings)
     out = Decoded(cand, "", meta=dict(cand.meta))
     media_hashes, text_hashes = [], []
     if "image" in cand.media:

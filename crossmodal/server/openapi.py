@@ -72,11 +72,19 @@ def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
                         "responses": {"200": {"description": "the history"}}},
                 "delete": {"summary": "Delete a user's feedback history", "parameters": [user],
                            "responses": {"200": {"description": "how many events were deleted"}}}},
-            "/api/health": {"get": {"summary": "Liveness and collection summary",
-                                    "responses": {"200": {"description": "ok"}}}},
+            "/api/me": {"get": {"summary": "The user id this browser acts as (a signed cookie the server set)",
+                                "responses": {"200": {"description": "the user"}}}},
+            "/api/health": {"get": {"summary": "Liveness and collection summary; 503 with the findings when the "
+                                               "collection is damaged",
+                                    "responses": {"200": {"description": "ok"},
+                                                  "503": {"description": "damaged: status, finding, findings"}}}},
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "ok"}}}},
         },
-        "components": {"schemas": {
+        "security": [{}, {"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "the server's token, needed when it was started with one, and to act as another user"}},
+                       "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Filters": {"type": "object", "properties": {
                 "modalities": {"type": "array", "items": {"type": "string", "enum": ["text", "image", "audio"]}},

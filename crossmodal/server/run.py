@@ -15,7 +15,9 @@ import signal
 from collections.abc import Callable
 
 from crossmodal.core import Engine, set_search_threads
-from crossmodal.server.app import create_app
+from crossmodal.errors import ConfigError
+from crossmodal.server.access import is_loopback
+from crossmodal.server.app import create_app, server_token
 from crossmodal.settings import Settings
 
 LOG = logging.getLogger("crossmodal.server.run")
@@ -59,14 +61,22 @@ class _Stop(SystemExit):
 
 
 def serve(engine: Engine, settings: Settings, host: str = "127.0.0.1", port: int = 8000,
-          on_ready: Callable[[str], None] | None = None) -> None:
+          on_ready: Callable[[str], None] | None = None, insecure: bool = False) -> None:
     """Serve until SIGINT or SIGTERM; then stop accepting, close the engine, return. The process
     is the server's, so it sets the search threads (`[search] faiss_threads`)."""
     from waitress import create_server
 
+    # Waitress warns once per request that waits for a thread ("Task queue depth"): under load that
+    # floods the log (and stalls a server whose stderr is a pipe nobody reads) with no news.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+    if not is_loopback(host) and not server_token(settings) and not insecure:
+        raise ConfigError(f"serving on {host} would let anyone who can reach it read and change this collection; "
+                          f"give a token (--token, CROSSMODAL_TOKEN or [server] token), or pass --insecure-no-token "
+                          f"if something else guards the address")
     set_search_threads(settings.search.faiss_threads)
     engine.load()
-    app = create_app(engine, settings)
+    app = create_app(engine, settings, host=host)
     # Bodies up to 4x the upload limit reach Flask, which answers 413 with a JSON error; waitress
     # refuses anything larger itself, from the Content-Length alone.
     limits = settings.server

@@ -151,8 +151,9 @@ def test_overwritten_catalog_pages_give_one_line_in_the_cli_503_over_http_and_a_
         client = create_app(engine).test_client()
         response = client.post("/api/search", json={"text": "seven"})
         assert response.status_code == 503 and "Traceback" not in response.get_data(as_text=True)
-        health = client.get("/api/health").get_json()
-        assert health["status"] == "damaged" and "malformed" in health["finding"]
+        response = client.get("/api/health")
+        health = response.get_json()
+        assert response.status_code == 503 and health["status"] == "damaged" and "malformed" in health["finding"]
         assert str(coll) not in json.dumps(health)  # paths are shown inside the collection folder
     with pytest.raises(CatalogError):
         _search(coll, starter, text="seven")

@@ -134,3 +134,16 @@ def test_a_worker_dying_while_the_caller_holds_results_costs_only_its_item():
     for chunk in stream:
         out += chunk
     assert out == [x if x != 5 else None for x in range(40)]
+
+
+def test_the_ingest_settings_budgets_are_the_ones_decoding_uses(tmp_path):
+    from PIL import Image
+
+    from crossmodal.ingest.discover import Candidate
+    from crossmodal.ingest.embed import decode_or_skip
+
+    Image.new("RGB", (100, 100), (9, 9, 9)).save(tmp_path / "small.png")
+    cand = Candidate(uri=str(tmp_path / "small.png"), media={"image": tmp_path / "small.png"})
+    assert not isinstance(decode_or_skip(cand, IngestSettings()), Skip)
+    skipped = decode_or_skip(cand, IngestSettings(max_image_bytes=10_000))
+    assert isinstance(skipped, Skip) and "10,000 B" in skipped.reason, skipped

@@ -197,19 +197,25 @@ def test_path_traversal_finds_nothing(client, path):
 
 
 def test_feedback_changes_the_users_next_search_only(client, engine):
+    me = client.get("/api/me").get_json()["user"]
+    assert me.startswith("u-")
     ids = [x["id"] for x in client.post("/api/search", json={"text": "the digit nine", "k": 2,
                                                              "targets": ["image"]}).get_json()["results"]]
-    r = client.post("/api/feedback", json={"user": "web", "item": ids[0], "event": "like"})
-    assert r.status_code == 201 and r.get_json()["event"] == "like"
-    body = client.post("/api/search", json={"text": "one", "user": "web", "explain": True}).get_json()
-    assert body["plan"]["user_events"] == 1 and body["plan"]["beta"] > 0
-    assert client.post("/api/search", json={"text": "one", "user": "other", "explain": True}
-                       ).get_json()["plan"]["beta"] == 0
-    assert client.get("/api/users/web/feedback").get_json()["events"][0]["item"] == ids[0]
-    assert client.delete("/api/users/web/feedback").get_json()["deleted"] == 1
-    assert client.post("/api/feedback", json={"user": "web", "item": ids[0], "event": "love"}).status_code == 400
-    assert client.post("/api/feedback", json={"user": "web", "item": 999999, "event": "like"}).status_code == 404
-    assert client.post("/api/feedback", json={"item": ids[0], "event": "like"}).status_code == 400
+    r = client.post("/api/feedback", json={"item": ids[0], "event": "like"})
+    assert r.status_code == 201 and r.get_json()["event"] == "like" and r.get_json()["user"] == me
+    body = client.post("/api/search", json={"text": "one", "explain": True}).get_json()
+    assert body["plan"]["user"] == me and body["plan"]["user_events"] == 1 and body["plan"]["beta"] > 0
+    stranger = client.application.test_client()
+    assert stranger.post("/api/search", json={"text": "one", "explain": True}).get_json()["plan"]["beta"] == 0
+    assert stranger.get(f"/api/users/{me}/feedback").status_code == 403
+    assert stranger.delete(f"/api/users/{me}/feedback").status_code == 403
+    assert stranger.post("/api/search", json={"text": "one", "user": me}).status_code == 403
+    assert stranger.post("/api/feedback", json={"user": me, "item": ids[0], "event": "dislike"}).status_code == 403
+    assert client.get(f"/api/users/{me}/feedback").get_json()["events"][0]["item"] == ids[0]
+    assert client.delete(f"/api/users/{me}/feedback").get_json()["deleted"] == 1
+    assert client.post("/api/feedback", json={"item": ids[0], "event": "love"}).status_code == 400
+    assert client.post("/api/feedback", json={"item": 999999, "event": "like"}).status_code == 404
+    assert client.post("/api/feedback", json={"event": "like"}).status_code == 400
     assert client.post("/api/feedback", data="x").status_code == 400
     assert client.get("/api/feedback").status_code == 405
 

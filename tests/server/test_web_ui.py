@@ -144,8 +144,8 @@ def test_search_upload_record_and_like_in_a_real_browser(server, browser):
     page.uncheck("input[name=target][value=audio]")
     page.fill("#k", "10")
     page.fill("#text", "a number")
-    page.fill("#user", "browser-user")
-    page.dispatch_event("#user", "change")
+    page.wait_for_function("/^u-[0-9a-f]{16}$/.test(document.getElementById('user').textContent)")
+    me = page.text_content("#user")
     before = _search(page)
     liked = before[-1]
     page.evaluate("document.getElementById('summary').textContent = ''")
@@ -155,7 +155,12 @@ def test_search_upload_record_and_like_in_a_real_browser(server, browser):
     assert after != before
     position = [r["id"] for r in after].index(liked["id"]) if liked["id"] in [r["id"] for r in after] else 99
     assert position < len(before) - 1, (before, after)
-    assert "crossmodal_user=browser-user" in page.evaluate("document.cookie")
+    assert "cm_user" not in page.evaluate("document.cookie")  # HttpOnly: the page's script cannot read it
+    history = page.evaluate(f"fetch('/api/users/{me}/feedback').then(r => r.json())")
+    assert [str(e["item"]) for e in history["events"]] == [str(liked["id"])]
+    assert page.evaluate("fetch('/api/users/someone-else/feedback').then(r => r.status)") == 403
+    page.click("#forget")
+    page.wait_for_function("/Forgot 1/.test(document.getElementById('message').textContent)")
     assert not errors, errors
 
 

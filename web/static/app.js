@@ -2,17 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: null, audio: null, lastQuery: null, recorder: null, feedback: {} };
+const state = { image: null, audio: null, lastQuery: null, recorder: null, feedback: {}, user: null };
 const MAX_RECORD_SECONDS = 30;
-
-function cookie(name) {
-  const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
-  return hit ? decodeURIComponent(hit.slice(name.length + 1)) : "";
-}
-
-function setCookie(name, value) {
-  document.cookie = `${name}=${encodeURIComponent(value)}; path=/; max-age=31536000; SameSite=Lax`;
-}
 
 function say(text) { $("message").textContent = text || ""; }
 
@@ -130,8 +121,6 @@ function buildQuery() {
   const targets = [...document.querySelectorAll("input[name=target]:checked")].map((c) => c.value);
   form.append("targets", targets.join(","));
   form.append("k", $("k").value || "12");
-  const user = $("user").value.trim();
-  if (user) form.append("user", user);
   if ($("explain").checked) form.append("explain", "true");
   return form;
 }
@@ -235,17 +224,35 @@ function resultCard(r) {
   return li;
 }
 
-async function sendFeedback(item, event) {
-  const user = $("user").value.trim();
-  if (!user) {
-    say("Enter your name under User to like or dislike results.");
-    $("user").focus();
+// The server knows who this browser is (a signed cookie it set): searches and likes are this
+// user's without naming anyone.
+async function whoAmI() {
+  const response = await fetch("/api/me");
+  if (!response.ok) return;
+  state.user = (await response.json()).user;
+  $("user").textContent = state.user;
+}
+
+async function forgetMe() {
+  if (!state.user) return;
+  const response = await fetch(`/api/users/${encodeURIComponent(state.user)}/feedback`, { method: "DELETE" });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    say(body.error || `Could not forget your likes (HTTP ${response.status}).`);
     return;
   }
-  setCookie("crossmodal_user", user);
+  state.feedback = {};
+  if (state.lastQuery) {
+    const form = buildQuery();
+    if (form) await runSearch(form);
+  }
+  say(`Forgot ${body.deleted} like(s) and dislike(s).`);
+}
+
+async function sendFeedback(item, event) {
   const response = await fetch("/api/feedback", {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ user, item, event }),
+    body: JSON.stringify({ item, event }),
   });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
@@ -260,9 +267,8 @@ async function sendFeedback(item, event) {
 }
 
 function init() {
-  $("user").value = cookie("crossmodal_user");
-  $("user").addEventListener("change", () => setCookie("crossmodal_user", $("user").value.trim()));
-  $("user-form").addEventListener("submit", (e) => e.preventDefault());
+  whoAmI();
+  $("forget").addEventListener("click", forgetMe);
   $("image").addEventListener("change", (e) => setImage(e.target.files[0] || null));
   $("audio").addEventListener("change", (e) => setAudio(e.target.files[0] || null, "query audio"));
   $("image-clear").addEventListener("click", () => setImage(null));
