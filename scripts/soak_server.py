@@ -121,6 +121,8 @@ class Soak:
         self.rss_peak, self.timeline = 0.0, []
         self.half_open = Counter()
         self.seed = seed
+        self.jars: dict[int, dict[str, str]] = {}
+        self.feedback_recorded: Counter[int] = Counter()
 
     def rss_mb(self) -> float:
         with open(f"/proc/{self.pid}/status") as status:
@@ -167,6 +169,7 @@ class Soak:
         except OSError:
             pass
         named = {} if jar else {"user": f"soak-{number}"}  # a server without them takes a named user
+        self.jars[number] = jar
         kinds, weights = list(KIND_WEIGHTS), list(KIND_WEIGHTS.values())
         while not self.stop.is_set():
             kind = rng.choices(kinds, weights)[0]
@@ -193,10 +196,24 @@ class Soak:
                 self.record(kind, type(exc).__name__, 0.0, good=True)
                 continue
             self.record(kind, status, seconds, good=True)
+            if status == 201:
+                with self.lock:
+                    self.feedback_recorded[number] += 1
             if status == 200 and path == "/api/search":
                 ids = [hit["id"] for hit in json.loads(answer)["results"]]
                 with self.lock:
                     self.item_ids = (self.item_ids + ids)[-500:]
+
+    def feedback_stored(self) -> dict[str, int]:
+        """Every like, dislike and click the server said it recorded, looked up again in each
+        client's own history: nothing accepted may be missing."""
+        recorded = stored = 0
+        for number, jar in self.jars.items():
+            me = json.loads(self.request("GET", "/api/me", cookies=jar)[1])["user"]
+            status, body, _ = self.request("GET", f"/api/users/{me}/feedback", cookies=jar)
+            recorded += self.feedback_recorded[number]
+            stored += len(json.loads(body)["events"]) if status == 200 else 0
+        return {"recorded": recorded, "stored": stored, "lost": recorded - stored}
 
     def hostile_client(self, cases: list[tuple[str, str, bytes, str]], rate: float) -> None:
         rng = random.Random(self.seed)
@@ -338,6 +355,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             thread.join()
         time.sleep(3.0)  # let the server settle (and give back what it freed)
         after = soak.rss_mb()
+        feedback = soak.feedback_stored()
         try:
             stayed_up = proc.poll() is None and soak.request("GET", "/api/health", timeout=30)[0] == 200
         except OSError:
@@ -360,9 +378,10 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "rss_mb": {"before": round(before), "peak": round(soak.rss_peak), "after": round(after),
                    "timeline": soak.timeline},
         "server_log": log_summary(log),
-        "server_stayed_up": stayed_up, "stopped_cleanly": stopped,
+        "feedback": feedback, "server_stayed_up": stayed_up, "stopped_cleanly": stopped,
     }
-    result["ok"] = (not soak.good_errors and not soak.hostile_unexpected and stayed_up and stopped)
+    result["ok"] = (not soak.good_errors and not soak.hostile_unexpected and stayed_up and stopped
+                    and feedback["lost"] == 0)
     return result
 
 
