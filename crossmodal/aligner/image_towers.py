@@ -36,6 +36,23 @@ def grayscale_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
 
 
+INK_MAX_SIDE = 1024
+"""Larger pictures are box-averaged down to this side before the float work below, which would
+otherwise hold several float copies of every pixel (a 40-megapixel photo: over 500 MB)."""
+
+
+def _bounded(img: Image.Image) -> Image.Image:
+    """``img`` reduced by a whole factor so its longer side is at most INK_MAX_SIDE."""
+    factor = -(-max(img.size) // INK_MAX_SIDE)
+    if factor <= 1:
+        return img
+    if img.mode in ("1", "P", "PA"):
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "L")
+    if img.mode in _HIGH_DEPTH_MODES and img.mode not in ("I", "F"):
+        img = img.convert("I")
+    return img.reduce(factor)
+
+
 def ink_centred(img: Image.Image, size: int = 28) -> np.ndarray:
     """Normalise a picture of a glyph the way MNIST was made.
 
@@ -43,7 +60,7 @@ def ink_centred(img: Image.Image, size: int = 28) -> np.ndarray:
     to fit a box of 20/28 of the frame keeping its aspect, and its centre of mass is moved to
     the centre. Drawings, scans and typeset digits then look like the training data.
     """
-    grey = grayscale_array(img)
+    grey = grayscale_array(_bounded(img))
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if np.median(border) > 0.5:
         grey = 1.0 - grey

@@ -176,3 +176,25 @@ def test_bad_configs_name_the_problem(mutation, message):
     mutation(cfg)
     with pytest.raises(ConfigError, match=message):
         create_aligner(AlignerCfg.from_dict(cfg))
+
+
+def test_large_pictures_are_reduced_before_the_float_work_and_look_the_same(monkeypatch):
+    """A 40-megapixel query would otherwise hold several float copies of every pixel."""
+    import tracemalloc
+
+    from PIL import ImageDraw
+
+    from crossmodal.aligner import image_towers
+
+    img = Image.new("RGB", (4000, 2500), (255, 255, 255))
+    ImageDraw.Draw(img).ellipse([1300, 400, 2000, 1250], outline=(0, 0, 0), width=90)
+    tracemalloc.start()
+    reduced = image_towers.ink_centred(img)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 << 20, peak  # float work on 1000 x 625 pixels, not 4000 x 2500 (40 MB each copy)
+    starter = load_aligner("starter")
+    reduced_vector = starter.embed_images([img])[0]
+    monkeypatch.setattr(image_towers, "INK_MAX_SIDE", 10**9)
+    full_vector = starter.embed_images([img])[0]
+    assert reduced.sum() > 100 and float(reduced_vector @ full_vector) > 0.999  # the same glyph to the model
