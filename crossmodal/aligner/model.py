@@ -99,6 +99,10 @@ class Aligner(nn.Module):
         self.model_id = f"{cfg.name}@untrained"
         self.checkpoint_dir: Path | None = None
         self.checkpoint_config: dict | None = None
+        # Set when the model is its pretrained weights as they are (no checkpoint to checksum):
+        # what ties a collection's vectors to those weights (see `registry.pretrained_identity`).
+        self.weights_sha256: str | None = None
+        self.weights_source: dict | None = None
         self.eval()
 
     @staticmethod
@@ -113,9 +117,9 @@ class Aligner(nn.Module):
             key = (bb.model, bb.pretrained)
             if key not in bundles:
                 bundles[key] = load_open_clip(bb.model, bb.pretrained, bb.pretrained_sha256)
-                if bb.pretrained and bundles[key].pretrained_sha256:
-                    bb.pretrained_sha256 = bundles[key].pretrained_sha256
             bundle = bundles[key]
+            if bb.pretrained and bundle.pretrained_sha256:  # every tower sharing the file records its checksum
+                bb.pretrained_sha256 = bundle.pretrained_sha256
             if modality == "text":
                 return OpenClipTextBackbone(bundle)
             return OpenClipImageBackbone(bundle)

@@ -103,7 +103,10 @@ def load_open_clip(model: str, pretrained: str | None, expected_sha256: str | No
         created, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained or None, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"cannot load open_clip {name!r} from {pretrained!r}: {exc}") from None
+        offline = "" if sha or not pretrained else (
+            "; a tag's weights are downloaded on first use, so that needs the network once (offline, give a local "
+            "weights file instead: open_clip:ARCH/path/to/weights.safetensors)")
+        raise CheckpointError(f"cannot load open_clip {name!r} from {pretrained!r}: {exc}{offline}") from None
     created.eval()
     tokenizer = open_clip.get_tokenizer(name)
     preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(created))

@@ -87,9 +87,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     listing = available_models(open_clip=args.open_clip)
     if args.json:
         emit_json(listing)
-    else:
-        for kind, names in listing.items():
-            print(f"{kind}:")
-            for name in names:
-                print(f"  {name}")
+        return EXIT_OK
+    print("models for --model (index, search, serve, eval), by route:")
+    for route, entry in listing["routes"].items():
+        print(f"\n{route}: {entry['what']}")
+        for name in entry.get("models", entry.get("configs", [])):
+            print(f"  {name}")
+        for arch, tags in entry.get("architectures", {}).items():
+            print(f"  {arch}" + (f": {', '.join(tags)}" if tags else ""))
+        print(f"  example: {entry['example']}")
     return EXIT_OK

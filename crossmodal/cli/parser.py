@@ -165,15 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", "index the bundled demo corpus, search it from every modality, serve the web UI")
     _collection_option(p, default="demo")
     _query_options(p, 3, "results per target modality")
-    _model_option(p, "shipped model name or checkpoint folder for a new demo collection (default: starter)")
+    _model_option(p, "model of a new demo collection: shipped name, checkpoint folder, open_clip:ARCH/PRETRAINED "
+                     "or a config that needs no training; `crossmodal models` lists them (default: starter)")
     p.add_argument("--no-serve", action="store_true", help="print the sample searches and exit (no web server)")
     _server_options(p)
 
     p = command("index", "index files, folders and JSONL item lists into a collection, incrementally")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, folders and .jsonl item lists")
     _collection_option(p)
-    _model_option(p, "model of a new collection: shipped name or checkpoint folder (default: the collection's "
-                     "own, or starter)")
+    _model_option(p, "model of a new collection: shipped name, checkpoint folder, open_clip:ARCH/PRETRAINED (a tag "
+                     "or a local weights file) or a config that needs no training; `crossmodal models` lists them "
+                     "(default: the collection's own, or starter)")
     p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf_flat", "ivf_pq"], default=None,
                    help="index type (default: auto, by size and memory budget)")
     p.add_argument("--prune", action="store_true", help="remove entries whose files are gone")
@@ -268,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("eval", "retrieval metrics of a model on a labelled JSONL item list")
     p.add_argument("--list", "--manifest", dest="item_list", required=True, type=Path, metavar="FILE",
                    help="JSONL item list with labels")
-    _model_option(p, "shipped model name or checkpoint folder (default: starter)")
+    _model_option(p, "shipped name, checkpoint folder, open_clip:ARCH/PRETRAINED or a config that needs no "
+                     "training (default: starter)")
     p.add_argument("--directions", default=None, metavar="Q->G,...",
                    help="query->gallery directions such as 'audio->image' (default: all nine)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
@@ -277,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1, help=argparse.SUPPRESS)
     _training_options(p, hidden=True, device=False)
 
-    p = command("models", "list shipped models, aligner configs and (with --open-clip) open_clip architectures")
-    p.add_argument("--open-clip", action="store_true", help="also list open_clip architectures")
+    p = command("models", "the routes to a model (shipped, open_clip with no training, configs to train), one "
+                          "example each; with --open-clip, the open_clip architectures and their tags")
+    p.add_argument("--open-clip", action="store_true", help="also list open_clip architectures and their tags")
     return parser

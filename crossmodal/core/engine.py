@@ -30,6 +30,7 @@ from crossmodal.aligner.registry import DEFAULT_MODEL, load_aligner
 from crossmodal.core.checking import CheckReport, check_collection
 from crossmodal.core.indexing import IndexReport, check_backend_request, index_paths, model_info, remove_items
 from crossmodal.core.item_media import ItemMedia, item_media, thumbnail_png
+from crossmodal.core.models import check_collection_model, check_query_modalities
 from crossmodal.core.query_inputs import decode_query
 from crossmodal.errors import NotFoundError, QueryError, StorageError
 from crossmodal.items import Root
@@ -117,7 +118,7 @@ class Engine:
         engine = cls(coll, settings, model, aligner)
         try:
             if model is not None or aligner is not None:
-                coll.check_model(model_info(engine.aligner, model or coll.model.ref))
+                check_collection_model(coll, engine.aligner, model or coll.model.ref)
         except BaseException:
             coll.close()
             raise
@@ -161,7 +162,10 @@ class Engine:
         """The collection's model, loaded on first use."""
         with self._lock:
             if self._aligner is None:
-                self._aligner = load_aligner(self._model_ref or self.collection.model.ref)
+                ref = self._model_ref or self.collection.model.ref
+                aligner = load_aligner(ref)
+                check_collection_model(self.collection, aligner, ref)  # the weights behind a ref may change
+                self._aligner = aligner
             return self._aligner
 
     @property
@@ -256,6 +260,7 @@ class Engine:
         """Ranked results for a query, personalised when it names a user with history. Image and
         audio files are checked and decoded here, within the `[search]` bounds."""
         self.collection.refresh()
+        check_query_modalities(query, self.aligner)
         if any(p.path is not None and p.vector is None for p in query.parts):
             with self._media_gate:  # decoded media and its activations are the memory a query costs
                 query = decode_query(query, self.settings.search)

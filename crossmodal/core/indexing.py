@@ -21,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from crossmodal.aligner.model import Aligner
+from crossmodal.aligner.registry import canonical_ref, missing_tower_reason
 from crossmodal.errors import CollectionError
 from crossmodal.ingest.confine import Confinement
 from crossmodal.ingest.discover import PRIMARY_ORDER, Candidate, discover
@@ -55,11 +56,11 @@ class IndexReport:
 
 
 def model_info(aligner: Aligner, ref: str) -> ModelInfo:
-    """The model a collection records: a checkpoint folder is kept as an absolute path."""
-    sha = (aligner.checkpoint_config or {}).get("weights", {}).get("sha256")
-    if Path(ref).exists():
-        ref = str(Path(ref).resolve())
-    return ModelInfo(aligner.model_id, sha, ref, aligner.embed_dim)
+    """The model a collection records, tied to its exact weights: a checkpoint's SHA-256, or for
+    pretrained weights used as they are, the weights file's SHA-256 or the open_clip tag (see
+    `registry.pretrained_identity`). Local files and folders are kept as absolute paths."""
+    sha = (aligner.checkpoint_config or {}).get("weights", {}).get("sha256") or aligner.weights_sha256
+    return ModelInfo(aligner.model_id, sha, canonical_ref(ref), aligner.embed_dim, aligner.weights_source)
 
 
 def check_backend_request(coll: Collection, settings: IndexSettings) -> None:
@@ -154,6 +155,19 @@ def _long_lived_objects_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _with_towers(cands: Sequence[Candidate], aligner: Aligner, report: IndexReport) -> list[Candidate]:
+    """The candidates the model can embed; the others (a sound when it has no audio tower) are
+    skipped unread, each with the one reason that says how to get a model that can."""
+    kept = []
+    for cand in cands:
+        missing = [m for m in cand.modalities if m not in aligner.modalities]
+        if missing:
+            report.skipped.append(Skip(cand.uri, missing_tower_reason(aligner, missing[0])))
+        else:
+            kept.append(cand)
+    return kept
+
+
 def _plan(catalog: Catalog, cands: Sequence[Candidate], report: IndexReport) -> tuple[list[Candidate],
                                                                                       dict[str, _Pending]]:
     """The candidates that must be read (new or changed on disk), in model-friendly order."""
@@ -189,7 +203,7 @@ def index_paths(coll: Collection, aligner: Aligner, paths: Sequence[str | Path],
         confinement = Confinement(coll.roots.all(), follow_symlinks)
         cands, report.skipped = discover(paths, confinement)
         coll.roots.add(confinement.new_roots)
-        todo, pending = _plan(catalog, cands, report)
+        todo, pending = _plan(catalog, _with_towers(cands, aligner, report), report)
         bar = tqdm(total=len(todo), unit="item", desc=f"indexing {coll.name}", disable=not progress)
         weights = settings.index.fusion_weights
         for outcomes in embed_stream(todo, aligner, settings.ingest, weights, catalog.content_lookup()):

@@ -30,6 +30,9 @@ class ModelInfo:
     sha256: str | None
     ref: str
     embed_dim: int
+    source: dict[str, Any] | None = None
+    """Per tower, the pretrained weights a model made of them as they are was built from
+    (architecture, tag or file, the file's SHA-256); None for a trained checkpoint."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -78,7 +81,8 @@ def new_manifest(name: str, model: ModelInfo, backend: dict[str, Any]) -> dict[s
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "crossmodal_version": __version__,
         "name": name, "created_at": now, "updated_at": now,
-        "model": {"id": model.model_id, "sha256": model.sha256, "ref": model.ref, "embed_dim": model.embed_dim},
+        "model": {"id": model.model_id, "sha256": model.sha256, "ref": model.ref, "embed_dim": model.embed_dim,
+                  **({"source": model.source} if model.source is not None else {})},
         "backend": backend, "catalog_generation": -1, "max_vector_id": 0, "counts": {}, "indexes": {},
     }
 
