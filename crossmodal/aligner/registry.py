@@ -155,6 +155,21 @@ def canonical_ref(ref: str | Path) -> str:
     return str(Path(text).resolve()) if Path(text).exists() else text
 
 
+def reference_of(aligner: Aligner) -> str:
+    """What loads ``aligner`` again, for a collection built from an aligner already in memory: a
+    shipped model by its name, a checkpoint by its folder, pretrained open_clip towers by their
+    ``open_clip:ARCH/PRETRAINED`` reference."""
+    folder = aligner.checkpoint_dir
+    if folder is not None:
+        shipped = PRETRAINED_DIR / folder.name
+        return folder.name if shipped.exists() and folder.resolve() == shipped.resolve() else str(folder)
+    source = weights_source(aligner.cfg)
+    if source and not needs_training(aligner.cfg):
+        tower = next(iter(source.values()))
+        return f"{OPEN_CLIP_PREFIX}{tower['architecture']}/{tower['pretrained']}"
+    return DEFAULT_MODEL
+
+
 def weights_source(cfg: AlignerCfg) -> dict[str, dict[str, Any]]:
     """Per tower, the open_clip architecture and the weights it was built from (a tag, or a file
     with its SHA-256, filled in when the aligner was built)."""

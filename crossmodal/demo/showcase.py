@@ -42,9 +42,12 @@ def run_demo(engine: Engine, k: int = 3, text: str | None = None, image: Path | 
     queries = [("text", repr(text), QueryPart("text", text=text)),
                ("image", _shown(Path(image)), QueryPart("image", path=Path(image))),
                ("audio", _shown(Path(audio)), QueryPart("audio", path=Path(audio)))]
+    have = engine.modalities  # a model without an audio tower gets no audio query or target
     results = []
     for modality, name, part in queries:
+        if modality not in have:
+            continue
         hits = {t: engine.search(Query((part,), targets=(t,), k=k)).results
-                for t in ("text", "image", "audio") if t != modality}
+                for t in ("text", "image", "audio") if t != modality and t in have}
         results.append(QueryResult(modality, name, hits))
     return report, results

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from support.cli import run_cli
 from support.media import corpus_files
 
+from crossmodal.cli import main
 from crossmodal.cli.output import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED
 from crossmodal.core import Engine, query_from_fields
 from crossmodal.errors import CollectionError, QueryError
@@ -254,3 +255,24 @@ def test_a_real_vit_b_32_from_a_local_file_with_no_training(capsys, tmp_path):
     assert code == EXIT_ERROR and "vit-b-32.safetensors" in err and "other.safetensors" in err
     with pytest.raises(CollectionError, match="not comparable"):
         Engine.open(coll, model=f"open_clip:ViT-B-32/{other}")
+
+
+def test_a_rebuild_keeps_the_collections_own_model_and_the_demo_skips_audio(tiny_world, tmp_path, capsys):
+    root, weights, _, media, _ = tiny_world
+    ref = f"open_clip:{TINY}/{weights}"
+    with Engine.open(tmp_path / "c", create=True, settings=Settings(), model=ref) as engine:
+        engine.index([media / "images"], progress=False)
+    with Engine.open(tmp_path / "c", settings=Settings(), rebuild=True) as engine:
+        assert engine.model.sha256 == sha256(weights) and engine.counts()["items"] == 0
+    code = main(["demo", "--collection", str(tmp_path / "demo"), "--model", ref, "--no-serve", "--json", "-q",
+                 "-k", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    queries = json.loads(out)["queries"]
+    assert [q["modality"] for q in queries] == ["text", "image"]
+    assert all(set(q["results"]) == ({"image"} if q["modality"] == "text" else {"text"}) for q in queries)
+
+
+def test_an_engine_made_from_an_aligner_in_memory_records_what_loads_it_again(tiny_world, tmp_path, starter):
+    with Engine.open(tmp_path / "c", create=True, settings=Settings(), aligner=starter) as engine:
+        assert engine.model.ref == "starter"
