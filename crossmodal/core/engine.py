@@ -26,13 +26,13 @@ from typing import Any
 
 from crossmodal import __version__
 from crossmodal.aligner.model import Aligner
-from crossmodal.aligner.registry import DEFAULT_MODEL, load_aligner
+from crossmodal.aligner.registry import DEFAULT_MODEL, load_aligner, reference_of
 from crossmodal.core.checking import CheckReport, check_collection
 from crossmodal.core.indexing import IndexReport, check_backend_request, index_paths, model_info, remove_items
 from crossmodal.core.item_media import ItemMedia, item_media, thumbnail_png
 from crossmodal.core.models import check_collection_model, check_query_modalities
 from crossmodal.core.query_inputs import decode_query
-from crossmodal.errors import NotFoundError, QueryError, StorageError
+from crossmodal.errors import CrossmodalError, NotFoundError, QueryError, StorageError
 from crossmodal.items import Root
 from crossmodal.search.planner import Plan, Planner
 from crossmodal.search.query import Query, SearchResult, check_user, item_id_from
@@ -41,7 +41,7 @@ from crossmodal.settings import DEFAULT_COLLECTION, DEFAULT_ROOT, Settings, load
 from crossmodal.storage.collection import Collection, clear_collection, collection_folder
 from crossmodal.storage.feedback import FEEDBACK_EVENTS
 from crossmodal.storage.locks import writer_lock
-from crossmodal.storage.manifest import MANIFEST, ModelInfo, backend_spec, new_backend_spec
+from crossmodal.storage.manifest import MANIFEST, ModelInfo, backend_spec, new_backend_spec, read_manifest
 from crossmodal.storage.secrets import collection_secret
 
 
@@ -78,6 +78,14 @@ class RemoveReport:
         return {"removed": self.removed, "not_found": self.not_found}
 
 
+def _recorded_model(folder: Path) -> str | None:
+    """The model reference a collection's manifest records, if it can be read."""
+    try:
+        return str(read_manifest(folder)["model"]["ref"])
+    except (CrossmodalError, KeyError, TypeError):
+        return None
+
+
 class Engine:
     """Index, search, feedback and user history over one collection, with its own model."""
 
@@ -107,9 +115,10 @@ class Engine:
         if rebuild or (create and not (folder / MANIFEST).is_file()):
             with writer_lock(folder):
                 if rebuild:
+                    model = model or _recorded_model(folder)  # a rebuild keeps the collection's model
                     clear_collection(folder, token)
                 if not (folder / MANIFEST).is_file():
-                    ref = model or DEFAULT_MODEL
+                    ref = model or (reference_of(aligner) if aligner is not None else DEFAULT_MODEL)
                     aligner = aligner or load_aligner(ref)
                     spec = new_backend_spec(settings.index.backend or "faiss", folder.name, settings.index.milvus_uri)
                     coll = Collection.create(folder, model_info(aligner, ref), spec, token)
@@ -151,6 +160,12 @@ class Engine:
     def stale(self) -> bool:
         """True when the catalog holds changes the indexes do not (an interrupted run)."""
         return self.collection.stale
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the collection's model embeds (an open_clip model used as it is has no
+        audio tower)."""
+        return self.aligner.modalities
 
     @property
     def model_loaded(self) -> bool:
