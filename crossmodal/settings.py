@@ -106,6 +106,18 @@ class SearchSettings:
     max_concurrent_media: int = 2
     """Query files decoded and embedded at once in one process; more wait their turn, so N
     parallel uploads cannot hold N decoded images or clips in memory together."""
+    weak_relevance: float = 0.5
+    """When even the best match's calibrated relevance is below this, a search says that nothing
+    is close and the model may not know this kind of content (chosen from measured in-domain and
+    out-of-domain queries; docs/search.md, "Scores and calibration")."""
+    collapse_duplicates: bool = True
+    """Show each group of near-duplicates (the same content in other files: re-encoded, resized,
+    at another volume) as one result with its copies listed; `search --no-collapse` or the API's
+    ``collapse`` field shows them all."""
+    duplicate_threshold: float = 0.98
+    """Least cosine of two items' content fingerprints (12x12 grey thumbnails, 32x12 sound
+    energy maps) for them to count as copies; measured by scripts/bench_duplicates.py
+    (docs/search.md, "Near-duplicates")."""
     faiss_threads: int = 1
     """OpenMP threads for FAISS searches in a serving process. One query runs on one thread
     anyway, and on a busy machine extra threads spin and wait: measured on 2 cores under load,

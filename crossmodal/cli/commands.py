@@ -66,6 +66,7 @@ def query_fields(args: argparse.Namespace) -> dict:
             "weights": getattr(args, "weights", None), "targets": getattr(args, "target", None),
             "user": getattr(args, "user", None), "fusion": getattr(args, "fusion", None),
             "merge": getattr(args, "merge", None), "explain": getattr(args, "explain", False),
+            "min_relevance": getattr(args, "min_relevance", None), "collapse": getattr(args, "collapse", None),
             "filters": {"modalities": getattr(args, "only", None) or [], "uri_glob": getattr(args, "uri_glob", None),
                         "meta": dict(getattr(args, "meta", None) or []), "after": getattr(args, "after", None),
                         "before": getattr(args, "before", None)}}
@@ -81,7 +82,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     if query.explain:
         print_plan(response.plan)
-    print_results(response.results)
+    print_results(response.results, response.notice, response.plan.best_relevance)
     return EXIT_OK
 
 

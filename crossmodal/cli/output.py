@@ -70,18 +70,29 @@ def what(result: Any) -> str:
     return result.uri
 
 
-def print_results(results: list[Any]) -> None:
+def print_results(results: list[Any], notice: str | None = None, best: float | None = None) -> None:
+    """One line per result: its score (calibrated relevance, personalised), raw cosine, what it is;
+    first, when even the best match is weak, the notice that says so."""
+    if notice:
+        print(f"{notice} (best calibrated relevance {best:.3f})" if best is not None else notice)
     if not results:
         print("no results")
     for rank, r in enumerate(results, 1):
         span = f" [{r.start:.2f}-{r.end:.2f} s]" if r.start is not None else ""
         label = f" label {r.label}" if r.label is not None else ""
-        print(f"{rank:>3}. {r.score:6.3f}  #{r.id:<6} {r.modality:<5} via {r.matched:<5}{label} {what(r)}{span}")
+        cosine = f" cos {r.cosine:6.3f}" if r.cosine is not None else ""
+        print(f"{rank:>3}. {r.score:6.3f}{cosine}  #{r.id:<6} {r.modality:<5} via {r.matched:<5}{label} "
+              f"{what(r)}{span}")
+        if getattr(r, "copies", None):
+            print(f"       + {len(r.copies)} {'copy' if len(r.copies) == 1 else 'copies'}: "
+                  + ", ".join(f"#{c['id']} {c['uri']}" for c in r.copies))
         if r.explanation:
             e = r.explanation
-            parts = ", ".join(f"{p['modality']} cos {p['cosine']:.3f}" for p in e["parts"])
+            parts = ", ".join(f"{p['modality']} cos {p['cosine']:.3f}" + (f" z {p['z']:+.2f}" if p["z"] is not None
+                                                                          else "") for p in e["parts"])
             personal = f", personal {e['personal']:.3f} (beta {e['beta']:.2f})" if e["personal"] is not None else ""
-            print(f"       relevance {e['relevance']:.3f} [{parts}]{personal}")
+            relevance = f"relevance {e['relevance']:.3f}" if e["relevance"] is not None else "relevance n/a"
+            print(f"       {relevance}, cosine {e['cosine']:.3f} in the {e['index']} index [{parts}]{personal}")
 
 
 def print_plan(plan: Any) -> None:
@@ -93,6 +104,11 @@ def print_plan(plan: Any) -> None:
         print(f"      filters {plan.filters}: {plan.allowed} vectors allowed, applied {plan.filter_mode}")
     if plan.user:
         print(f"      user {plan.user}: {plan.user_events} feedback event(s), beta {plan.beta:.2f}")
+    anchors = ", ".join(f"{d} best {a['best']:.3f} spread {a['spread']:.4f}" for d, a in (plan.anchors or {}).items()
+                        if a is not None)
+    print(f"      calibration {plan.calibration}" + (f": {anchors}" if anchors else ""))
+    if plan.min_relevance is not None:
+        print(f"      results under relevance {plan.min_relevance:g} dropped")
     print(f"      {plan.merge}")
 
 

@@ -199,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", choices=["score", "rrf"], default=None,
                    help="late-fusion merge (default: [search] late_merge, score)")
     p.add_argument("--explain", action="store_true", help="print the plan and each result's score parts")
+    p.add_argument("--collapse", action=argparse.BooleanOptionalAction, default=None,
+                   help="show near-duplicates (one content in several files: re-encoded, resized, at another "
+                        "volume) as one result with its copies listed; --no-collapse shows each file "
+                        "(default: [search] collapse_duplicates, on)")
+    p.add_argument("--min-relevance", type=float, default=None, metavar="R",
+                   help="drop results whose calibrated relevance (0 to 1) is below R (default: keep the top k)")
     f = p.add_argument_group("filters")
     f.add_argument("--only", type=modality_list, default=None, metavar="M,...",
                    help="item modalities to keep (default: all)")
@@ -248,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild damaged indexes from the catalog, delete leftovers, and mark items whose vectors "
                         "are damaged so the next `index` of their files embeds them again (takes the writer lock)")
     _wait_option(p)
+
+    p = command("duplicates", "list the groups of near-duplicate items: one content in several files (re-encoded, "
+                              "resized, cropped a little, at another volume), or one text in several places")
+    _collection_option(p)
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="least cosine of two items' content fingerprints for them to be copies, above 0 and at "
+                        "most 1 (default: [search] duplicate_threshold, 0.98)")
 
     p = command("serve", "serve the HTTP API and the web UI for a collection")
     _collection_option(p)

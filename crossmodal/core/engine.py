@@ -34,6 +34,8 @@ from crossmodal.core.models import check_collection_model, check_query_modalitie
 from crossmodal.core.query_inputs import decode_query
 from crossmodal.errors import CrossmodalError, NotFoundError, QueryError, StorageError
 from crossmodal.items import Root
+from crossmodal.search.calibration import compute_calibration, notice_for
+from crossmodal.search.duplicates import DuplicateGroup, collapsed_search, duplicate_groups
 from crossmodal.search.planner import Plan, Planner
 from crossmodal.search.query import Query, SearchResult, check_user, item_id_from
 from crossmodal.search.rerank import preference_vector
@@ -55,13 +57,17 @@ def set_search_threads(threads: int) -> int:
 
 @dataclass
 class SearchResponse:
-    """Results, and the plan that produced them."""
+    """Results, and the plan that produced them; ``notice`` says plainly when even the best match
+    is weak by calibrated relevance (the model may not know this kind of content)."""
 
     results: list[SearchResult]
     plan: Plan
+    notice: str | None = None
 
     def as_dict(self, explain: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"results": [r.as_dict() for r in self.results]}
+        out: dict[str, Any] = {"results": [r.as_dict() for r in self.results],
+                               "best_relevance": self.plan.best_relevance, "weak": self.notice is not None,
+                               "notice": self.notice}
         if explain:
             out["plan"] = self.plan.as_dict()
         return out
@@ -98,6 +104,7 @@ class Engine:
         self._planner: Planner | None = None
         self._lock = threading.Lock()
         self._media_gate = threading.BoundedSemaphore(max(1, settings.search.max_concurrent_media))
+        collection.calibrate = compute_calibration  # published with the indexes by every writer
 
     @classmethod
     def open(cls, collection: str | Path = DEFAULT_COLLECTION, *, root: str | Path = DEFAULT_ROOT,
@@ -193,9 +200,10 @@ class Engine:
 
     def load(self) -> Engine:
         """Load the model and open every index now (a server does this before its first request)."""
-        _ = self.planner
+        planner = self.planner
         for name in self.collection.manifest["indexes"]:
             self.collection.index(name)
+        planner.calibrations.get(self.collection)  # an older collection's calibration, computed now
         return self
 
     def counts(self) -> dict[str, int]:
@@ -218,13 +226,22 @@ class Engine:
         except StorageError as exc:
             findings.append(str(exc))
         out: dict[str, Any] = {"status": "damaged" if findings else "ok", "collection": self.name,
-                               "model": self.model.model_id, "items": items, "stale": stale, "version": __version__}
+                               "model": self.model.model_id, "model_description": self.model_description,
+                               "items": items, "stale": stale, "version": __version__}
         if findings:
             shown = list(dict.fromkeys(findings))
             for folder in (str(self.folder.resolve()), str(self.folder)):
                 shown = [text.replace(folder + os.sep, "").replace(folder, self.name) for text in shown]
             out.update(finding=shown[0], findings=shown)
         return out
+
+    @property
+    def model_description(self) -> str | None:
+        """What the model knows, from its config's ``description`` (None until it is loaded: a
+        health check must not load a model)."""
+        if self._aligner is None:
+            return None
+        return self._aligner.cfg.description or None
 
     def check(self, repair: bool = False, wait: float = 0.0) -> CheckReport:
         """Verify everything the collection holds (catalog integrity, every stored vector, every
@@ -283,12 +300,27 @@ class Engine:
                                                    else p for p in query.parts))
         pref = preference_vector(self.collection.feedback, self.collection.catalog, query.user,
                                  self.settings.personal)
-        plan, results = self.planner.run(query, pref)
-        return SearchResponse(results, plan)
+        collapse = self.settings.search.collapse_duplicates if query.collapse is None else query.collapse
+        if collapse:  # near-duplicates as one result each: ask for more, then group (search/duplicates.py)
+            plan, results = collapsed_search(lambda n: self.planner.run(replace(query, k=n), pref), query.k,
+                                             self.collection.catalog, self.settings.search.duplicate_threshold)
+            plan = replace(plan, k=query.k)
+        else:
+            plan, results = self.planner.run(query, pref)
+        return SearchResponse(results, plan, notice_for(plan.best_relevance, self.settings.search.weak_relevance))
 
     def explain(self, query: Query) -> SearchResponse:
         """`search` with the plan and every result's score parts."""
         return self.search(replace(query, explain=True))
+
+    def duplicates(self, threshold: float | None = None) -> list[DuplicateGroup]:
+        """Every group of near-duplicate items (copies of one content in other files), by
+        content fingerprints at cosine ``threshold`` (default `[search] duplicate_threshold`)."""
+        threshold = self.settings.search.duplicate_threshold if threshold is None else threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise QueryError(f"threshold: expected a number above 0 and at most 1, got {threshold!r}")
+        self.collection.refresh()
+        return duplicate_groups(self.collection.catalog, float(threshold))
 
     # People.
     def feedback(self, user: str, item_id: int | str, event: str) -> int:

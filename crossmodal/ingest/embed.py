@@ -23,6 +23,7 @@ from crossmodal.errors import CrossmodalError, DecodeError
 from crossmodal.ingest.chunk_text import TextChunk, chunk_text
 from crossmodal.ingest.decode import decode_audio, decode_image, ingest_limits, read_small_file, read_text
 from crossmodal.ingest.discover import Candidate
+from crossmodal.ingest.fingerprint import fingerprints
 from crossmodal.ingest.workers import OrderedProcessMap, batched, fork_context
 from crossmodal.items import NewItem, NewSegment, Skip
 from crossmodal.media import Waveform
@@ -77,6 +78,9 @@ def decode_candidate(cand: Candidate, settings: IngestSettings) -> Decoded:
     elif text is not None:
         text_hashes.append("text:" + hashlib.sha256(text.encode("utf-8")).hexdigest())
     out.content_hash = hashlib.sha256("|".join(sorted(media_hashes) + text_hashes).encode()).hexdigest()
+    prints = fingerprints(out.image, out.wave)  # tells a copy from another item; see fingerprint.py
+    if prints:
+        out.meta["fingerprint"] = prints
     if text is not None:
         out.chunks = chunk_text(text, settings.text_max_chars, settings.text_min_chars)
         if not out.chunks:

@@ -10,11 +10,11 @@
    search per part (and per target), merged by a weighted sum of cosines or by reciprocal-rank
    fusion. Candidates are scored exactly from their stored vectors, so a candidate found by
    one part still gets its true score from the others.
-4. Rerank with the user's preference vector, keep each item once at its best vector (an audio
-   item at its best window, with its time span), optionally diversify (MMR).
-
-Scores from different targets are comparable: every vector lives in one normalised space, so
-each part score is a cosine, and the merge ranks all targets' candidates by one final score.
+4. Score (`scoring.py`): raw cosines, then calibrated relevance, so that candidates of every
+   target rank together fairly (`calibration.py`: raw cosines of different directions are not
+   comparable); personalise with the user's preference vector; drop candidates under the
+   query's ``min_relevance``; keep each item once at its best vector (an audio item at its best
+   window, with its time span), optionally diversify (MMR).
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ import numpy as np
 
 from crossmodal.aligner.model import Aligner
 from crossmodal.errors import QueryError
+from crossmodal.search.calibration import CalibrationCache
 from crossmodal.search.query import Query, QueryPart, SearchResult
-from crossmodal.search.rerank import Preference, blend, mmr_order, personal_scores
+from crossmodal.search.rerank import Preference, mmr_order
+from crossmodal.search.scoring import mixed_order, score_candidates
 from crossmodal.settings import Settings
 from crossmodal.storage.collection import Collection
 
@@ -53,6 +55,12 @@ class Plan:
     beta: float
     mmr_lambda: float
     merge: str
+    calibration: str = "none"
+    """Where the calibration came from, or why there is none."""
+    anchors: dict[str, Any] | None = None
+    min_relevance: float | None = None
+    best_relevance: float | None = None
+    """The highest calibrated relevance of any candidate (None when uncalibrated)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +127,7 @@ class Planner:
         self.cache = EmbeddingCache(settings.search.embed_cache_size)
         self._filter_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
         self._filter_lock = threading.Lock()
+        self.calibrations = CalibrationCache()
 
     def embed_part(self, part: QueryPart) -> np.ndarray:
         """The part's vector in the shared space."""
@@ -193,7 +202,7 @@ class Planner:
             "inside the index (ID selector)" if inside else "after the search (over-fetched)"
         fetch = min(max(query.k * s.search.overfetch, s.search.min_fetch), max(total, 1))
         while True:
-            found: set[int] = set()
+            found: dict[int, str] = {}
             exhausted = True
             for probe in probes:
                 for name, index in opened.items():
@@ -206,7 +215,7 @@ class Planner:
                     exhausted = exhausted and len(ids) < fetch
                     if allowed is not None:
                         ids = ids[_members(ids, allowed)]
-                    found.update(int(i) for i in ids)
+                    found.update((int(i), name) for i in ids)
             owners = self.collection.catalog.vector_owners(sorted(found))
             # A pushed-down filter that returned fewer than asked has nothing more to give.
             if len({item for item, _ in owners.values()}) >= query.k or fetch >= total or (pushdown and exhausted):
@@ -219,32 +228,44 @@ class Planner:
             targets=list(query.targets), indexes=indexes, k=query.k, fetch=fetch, fusion=fusion,
             late_merge=late_merge, filters=query.filters.as_dict(), filter_mode=filter_mode,
             allowed=None if allowed is None else int(len(allowed)), user=query.user, user_events=pref.events,
-            beta=beta, mmr_lambda=s.personal.mmr_lambda,
-            merge="candidates from every target are ranked together by final score (all scores are cosines "
-                  "in one space); each item appears once, at its best-scoring vector")
+            beta=beta, mmr_lambda=s.personal.mmr_lambda, min_relevance=query.min_relevance,
+            merge="candidates from every target are ranked together by calibrated relevance (raw cosines "
+                  "of different directions are not comparable); each item appears once, at its best vector")
+        calibration, plan.calibration = self.calibrations.get(self.collection)
+        if calibration is not None:
+            plan.anchors = calibration.describe([p.modality for p in query.parts], names)
         if not owners:
             return plan, []
         ids = np.array(sorted(owners), dtype=np.int64)
         x = np.stack([owners[int(i)][1] for i in ids])
-        part_cos = x @ vectors.T
-        if fusion == "early":
-            relevance = x @ early
-        elif late_merge == "score":
-            relevance = part_cos @ weights
+        index_of = np.array([names.index(found[int(i)]) for i in ids], dtype=np.int64)
+        sc = score_candidates(x, vectors, weights, early, late_merge, s.search.rrf_k, pref, beta, calibration,
+                              [p.modality for p in query.parts], names, index_of)
+        final = sc.final
+        if not sc.calibrated:
+            plan.merge = ("uncalibrated: the collection has no anchors for a direction this query needs, so "
+                          "candidates are ranked by raw score; each item appears once, at its best vector")
+            plan.calibration = f"{plan.calibration}; not applied"
         else:
-            ranks = np.argsort(np.argsort(-part_cos, axis=0, kind="stable"), axis=0) + 1
-            rrf = (weights[None, :] / (s.search.rrf_k + ranks)).sum(axis=1)
-            relevance = rrf / (weights.sum() / (s.search.rrf_k + 1))
-        personal = personal_scores(pref, x)
-        final = blend(relevance, personal, beta) if beta > 0 else relevance
+            plan.best_relevance = round(float(sc.relevance.max()), 6)
+        passing = np.ones(len(ids), dtype=bool)
+        if query.min_relevance is not None and sc.relevance is not None:
+            passing = sc.relevance >= query.min_relevance
 
         best: dict[int, int] = {}
         for row, vid in enumerate(ids):
+            if not passing[row]:
+                continue
             item = owners[int(vid)][0]
             if item not in best or final[row] > final[best[item]]:
                 best[item] = row
+        if not best:
+            return plan, []
         rows = np.array(sorted(best.values()))
-        order = mmr_order(final[rows], x[rows], query.k, s.personal.mmr_lambda)
+        if sc.final_z is not None and s.personal.mmr_lambda >= 1.0:
+            order = mixed_order(sc.final_z[rows], index_of[rows], query.k)
+        else:
+            order = mmr_order(final[rows], x[rows], query.k, s.personal.mmr_lambda)
         chosen = [int(rows[i]) for i in order]
         hits = self.collection.catalog.describe([int(ids[r]) for r in chosen])
         results = []
@@ -252,18 +273,29 @@ class Planner:
             h = hits.get(int(ids[r]))
             if h is None:
                 continue
-            explanation = None
-            if query.explain:
-                explanation = {
-                    "parts": [{"modality": p.modality, "query": p.describe(), "weight": round(float(w), 4),
-                               "cosine": round(float(c), 6)} for p, w, c in zip(query.parts, weights, part_cos[r])],
-                    "relevance": round(float(relevance[r]), 6),
-                    "personal": round(float(personal[r]), 6) if beta > 0 else None,
-                    "beta": beta, "final": round(float(final[r]), 6), "vector_id": int(ids[r])}
             label = h.meta.get("label")
+            relevance = None if sc.relevance is None else round(float(sc.relevance[r]), 6)
             results.append(SearchResult(
                 id=h.item_id, modality=h.modality, uri=h.uri, score=round(float(final[r]), 6),
                 start=h.start if h.kind == "audio" else None, end=h.end if h.kind == "audio" else None,
                 matched=h.kind, text=h.text if h.kind == "text" else h.meta.get("caption"),
-                label=None if label is None else str(label), explanation=explanation))
+                label=None if label is None else str(label),
+                explanation=_explain(query, weights, sc, r, beta, names[index_of[r]], int(ids[r])) if query.explain
+                else None, cosine=round(float(sc.cosine[r]), 6), relevance=relevance))
         return plan, results
+
+
+def _explain(query: Query, weights: np.ndarray, sc: Any, r: int, beta: float, index: str, vid: int) -> dict[str, Any]:
+    """Every part of one result's score: each part's cosine (and z, where calibrated), the query's
+    raw cosine and calibrated relevance, the personal score, and the final score."""
+    def z(values: np.ndarray | None) -> float | None:
+        return None if values is None else round(float(values[r]), 4)
+
+    parts = [{"modality": p.modality, "query": p.describe(), "weight": round(float(w), 4),
+              "cosine": round(float(c), 6), "z": None if sc.part_z is None else round(float(sc.part_z[r, j]), 4)}
+             for j, (p, w, c) in enumerate(zip(query.parts, weights, sc.part_cosines[r]))]
+    return {"parts": parts, "index": index, "cosine": round(float(sc.cosine[r]), 6),
+            "relevance": None if sc.relevance is None else round(float(sc.relevance[r]), 6),
+            "personal": round(float(sc.personal[r]), 6) if beta > 0 else None,
+            "personal_z": z(sc.personal_z) if beta > 0 else None,
+            "beta": beta, "final": round(float(sc.final[r]), 6), "vector_id": vid}

@@ -23,7 +23,8 @@ TARGETS = MODALITIES
 MAX_K = 1000
 MAX_USER_CHARS = 200
 MAX_TEXT_CHARS = 2000
-QUERY_FIELDS = ("text", "image", "audio", "weights", "targets", "k", "user", "explain", "fusion", "merge", "filters")
+QUERY_FIELDS = ("text", "image", "audio", "weights", "targets", "k", "user", "explain", "fusion", "merge", "filters",
+                "min_relevance", "collapse")
 FILTER_FIELDS = ("modalities", "uri_glob", "meta", "after", "before")
 MAX_META_FILTERS = 32
 
@@ -70,6 +71,11 @@ class Query:
     fusion: str | None = None
     late_merge: str | None = None
     explain: bool = False
+    min_relevance: float | None = None
+    """Drop results whose calibrated relevance is below this (0 to 1): top k with a threshold."""
+    collapse: bool | None = None
+    """Show each group of near-duplicates as one result with its copies listed; None: as
+    `[search] collapse_duplicates` says."""
 
     def __post_init__(self) -> None:
         if not self.parts:
@@ -100,6 +106,23 @@ class Query:
             raise QueryError(f"filters.modalities: {bad[0]!r} is not one of {list(MODALITIES)}")
         if self.user is not None:
             check_user(self.user)
+        if self.min_relevance is not None:
+            object.__setattr__(self, "min_relevance", parse_relevance(self.min_relevance))
+
+
+def parse_relevance(value: Any, name: str = "min_relevance") -> float | None:
+    """A calibrated relevance threshold: a number from 0 to 1 (None or "" for none)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise QueryError(f"{name}: expected a number from 0 to 1")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise QueryError(f"{name}: expected a number from 0 to 1, got {str(value)[:40]!r}") from None
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise QueryError(f"{name}: expected a number from 0 to 1, got {number:g}")
+    return number
 
 
 def check_user(user: Any) -> str:
@@ -241,7 +264,8 @@ def query_from_fields(fields: Mapping[str, Any], *, max_k: int = MAX_K) -> Query
     them: ``text``; ``image`` and ``audio`` file paths; ``weights`` ("1,2" or a list, in the order
     text, image, audio); ``targets`` ("image,audio", a list, plurals accepted, or "joint"); ``k``;
     ``user``; ``explain``; ``fusion`` (early or late); ``merge`` (score or rrf); ``filters`` (an
-    object with modalities, uri_glob, meta, after, before). Unknown fields are refused."""
+    object with modalities, uri_glob, meta, after, before); ``min_relevance`` (0 to 1: drop weaker
+    matches); ``collapse`` (true or false: near-duplicates as one result). Unknown fields are refused."""
     if not isinstance(fields, Mapping):
         raise QueryError("body: expected a JSON object")
     unknown = set(fields) - set(QUERY_FIELDS)
@@ -267,13 +291,18 @@ def query_from_fields(fields: Mapping[str, Any], *, max_k: int = MAX_K) -> Query
                  filters=filters_from_fields(fields.get("filters")),
                  user=None if user is None or user == "" else check_user(user),
                  fusion=_str(fields.get("fusion"), "fusion", 10), late_merge=_str(fields.get("merge"), "merge", 10),
-                 explain=_flag(fields.get("explain"), "explain"))
+                 explain=_flag(fields.get("explain"), "explain"),
+                 min_relevance=parse_relevance(fields.get("min_relevance")),
+                 collapse=None if fields.get("collapse") in (None, "") else _flag(fields.get("collapse"), "collapse"))
 
 
 @dataclass(frozen=True)
 class SearchResult:
     """One hit: the catalog item, where it is, its score and what matched (plus, on request,
-    each part of its score)."""
+    each part of its score). ``score`` is what results are ranked by: the calibrated relevance
+    (personalised when the query names a user with history), in [0, 1]; ``cosine`` is the raw
+    cosine to the query and ``relevance`` the calibrated one without personalisation (None where
+    the collection cannot calibrate the direction: then ``score`` is raw)."""
 
     id: int
     modality: str
@@ -285,6 +314,10 @@ class SearchResult:
     text: str | None
     label: str | None
     explanation: dict[str, Any] | None = None
+    cosine: float | None = None
+    relevance: float | None = None
+    copies: list[dict[str, Any]] = field(default_factory=list)
+    """Near-duplicates of this item shown with it (id, uri, score each), best first."""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -9,8 +9,8 @@ x is (1 - beta) * relevance(q, x) + beta * cos(u, x), with beta = 0 for a user w
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,10 +21,12 @@ from crossmodal.storage.feedback import FeedbackStore
 
 @dataclass(frozen=True)
 class Preference:
-    """A user's preference vector and what it was built from."""
+    """A user's preference vector and what it was built from: ``shares`` says how much of it comes
+    from items of each modality, so that its cosines can be calibrated (see `scoring.py`)."""
 
     vector: np.ndarray | None
     events: int
+    shares: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -43,19 +45,24 @@ def preference_vector(feedback: FeedbackStore, catalog: Catalog, user: str | Non
     now = time.time() if now is None else now
     half_life = max(settings.half_life_days, 1e-6) * 86400.0
     weight_of = {"like": settings.like, "dislike": settings.dislike, "click": settings.click}
+    modality_of = {item: fields["modality"] for item, fields in catalog.filter_fields(list(vectors)).items()}
     total = None
+    mass: dict[str, float] = {}
     for item, event, ts in events:
         v = vectors.get(item)
         if v is None:
             continue
         w = weight_of[event] * 0.5 ** (max(0.0, now - ts) / half_life)
         total = w * v if total is None else total + w * v
+        modality = modality_of.get(item, "text")
+        mass[modality] = mass.get(modality, 0.0) + abs(w)
     if total is None:
         return Preference(None, len(events))
     norm = float(np.linalg.norm(total))
     if norm < 1e-9:
         return Preference(None, len(events))
-    return Preference((total / norm).astype(np.float32), len(events))
+    whole = sum(mass.values()) or 1.0
+    return Preference((total / norm).astype(np.float32), len(events), {m: w / whole for m, w in mass.items()})
 
 
 def blend(relevance: np.ndarray, personal: np.ndarray, beta: float) -> np.ndarray:

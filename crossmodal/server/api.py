@@ -133,7 +133,9 @@ def search():
         query = query_from_fields(fields, max_k=max_k)
         response = _engine().search(query)
     roots = _engine().roots()
-    response.results = [replace(r, uri=_shown_uri(r.uri, roots)) for r in response.results]
+    response.results = [replace(r, uri=_shown_uri(r.uri, roots),
+                                copies=[{**c, "uri": _shown_uri(c["uri"], roots)} for c in r.copies])
+                        for r in response.results]
     return jsonify(response.as_dict(explain=query.explain))
 
 

@@ -26,6 +26,10 @@ def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
         "explain": {"type": "boolean", "description": "include the plan and each result's score parts"},
         "fusion": {"type": "string", "enum": ["early", "late"]},
         "merge": {"type": "string", "enum": ["score", "rrf"]},
+        "min_relevance": {"type": "number", "minimum": 0, "maximum": 1,
+                          "description": "drop results whose calibrated relevance is below this"},
+        "collapse": {"type": "boolean", "description": "show near-duplicates (one content in several files) as "
+                                                       "one result with its copies listed (default: true)"},
     }
     return {
         "openapi": "3.1.0",
@@ -74,7 +78,8 @@ def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
                            "responses": {"200": {"description": "how many events were deleted"}}}},
             "/api/me": {"get": {"summary": "The user id this browser acts as (a signed cookie the server set)",
                                 "responses": {"200": {"description": "the user"}}}},
-            "/api/health": {"get": {"summary": "Liveness and collection summary; 503 with the findings when the "
+            "/api/health": {"get": {"summary": "Liveness and collection summary (with the model and its "
+                                               "description: what it knows); 503 with the findings when the "
                                                "collection is damaged",
                                     "responses": {"200": {"description": "ok"},
                                                   "503": {"description": "damaged: status, finding, findings"}}}},
@@ -92,11 +97,24 @@ def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
                 "after": {"type": "number"}, "before": {"type": "number"}}},
             "Result": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "modality": {"type": "string"}, "uri": {"type": "string"},
-                "score": {"type": "number"}, "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
+                "score": {"type": "number", "description": "what results are ranked by: calibrated relevance, "
+                                                           "personalised, in [0, 1] (raw where uncalibrated)"},
+                "cosine": {"type": "number", "description": "the raw cosine to the query"},
+                "relevance": {"type": ["number", "null"], "description": "calibrated relevance in [0, 1]: "
+                              "comparable across modalities; null where the collection cannot calibrate"},
+                "start": {"type": ["number", "null"]}, "end": {"type": ["number", "null"]},
                 "matched": {"type": "string"}, "text": {"type": ["string", "null"]},
-                "label": {"type": ["string", "null"]}, "explanation": {"type": "object"}}},
+                "label": {"type": ["string", "null"]}, "explanation": {"type": "object"},
+                "copies": {"type": "array", "description": "near-duplicates shown with this result, best first",
+                           "items": {"type": "object", "properties": {
+                               "id": {"type": "integer"}, "uri": {"type": "string"}, "score": {"type": "number"}}}}}},
             "SearchResponse": {"type": "object", "properties": {
                 "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
+                "best_relevance": {"type": ["number", "null"],
+                                   "description": "the highest calibrated relevance of any candidate"},
+                "weak": {"type": "boolean", "description": "even the best match is weak"},
+                "notice": {"type": ["string", "null"],
+                           "description": "what to tell the user when even the best match is weak"},
                 "plan": {"type": "object"}}},
         }},
     }

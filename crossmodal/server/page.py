@@ -15,7 +15,8 @@ page = Blueprint("page", __name__)
 @page.get("/")
 def index():
     engine = current_app.extensions["crossmodal.engine"]
-    return render_template("index.html", collection=engine.name, version=__version__)
+    return render_template("index.html", collection=engine.name, version=__version__, model=engine.model.model_id,
+                           description=engine.model_description)
 
 
 @page.post("/login")

@@ -12,6 +12,10 @@ safe for readers because the planner keeps only candidates the catalog still hol
 
 The catalog (content) and the feedback store (users) share the collection's database file.
 
+The manifest also carries what is derived from the published indexes as a whole: the score
+calibration, a plain dict computed by `calibrate` (set by the layer above, which knows how) and
+published in the same atomic write as the indexes it describes.
+
 Each manifest entry records what its index holds (vector kinds, dimension, count; for a FAISS
 file its size and SHA-256). Opening an index checks the cheap facts (`index_checks.py`) and
 refuses a damaged one, naming it and the fix; writers rebuild damaged indexes from the catalog
@@ -24,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -58,6 +62,10 @@ from crossmodal.storage.schema import open_database
 
 log = logging.getLogger(__name__)
 
+Calibrator = Callable[[Catalog, Mapping[str, VectorIndex], Mapping[str, Any] | None], dict[str, Any]]
+"""(catalog, the published indexes, the stored calibration) -> the calibration to store (the
+stored one while it still holds)."""
+
 
 class Collection(CollectionChecks):
     """Open with `Collection.open` (existing) or `Collection.create`; close when done."""
@@ -80,6 +88,8 @@ class Collection(CollectionChecks):
         self._retired: list[IndexBackend] = []
         self._faults: dict[str, str] = {}
         """Index name -> what is wrong with its published index, found when it was opened."""
+        self.calibrate: Calibrator | None = None
+        """Computes the score calibration published with the indexes (None: none is published)."""
         if backend_spec(manifest)["name"] == "faiss":  # a stat per file; a Milvus entry has nothing this cheap
             self._faults = {name: fault for name, entry in manifest["indexes"].items()
                             if (fault := self.backend.entry_fault(name, entry))}
@@ -215,6 +225,12 @@ class Collection(CollectionChecks):
         rebuild |= set(damaged)
         if not force and not rebuild and not self.stale and all(k in self.manifest["indexes"] for k in INDEX_KINDS):
             self.backend.sync_attributes(self.manifest["indexes"], set())
+            if self.calibrate is not None and "calibration" not in self.manifest:  # an older collection
+                calibration = self._calibration({name: self.index(name) for name in self.manifest["indexes"]})
+                if calibration is not None:
+                    self.manifest = {**self.manifest, "calibration": calibration}
+                    write_manifest(self.folder, self.manifest)
+                    self._manifest_stamp = self._stamp()
             return self.manifest
         previous_threads = faiss_search.set_threads(settings.build_threads)
         try:
@@ -285,6 +301,8 @@ class Collection(CollectionChecks):
         manifest = dict(self.manifest)
         manifest.update(backend=backend.spec(), indexes=written, catalog_generation=generation, max_vector_id=new_max,
                         counts=self.catalog.counts(), updated_at=time.time(), crossmodal_version=__version__)
+        if (calibration := self._calibration(loaded)) is not None:
+            manifest["calibration"] = calibration
         write_manifest(self.folder, manifest)
         self.manifest = manifest
         self._indexes = loaded
@@ -292,6 +310,17 @@ class Collection(CollectionChecks):
         self._manifest_stamp = self._stamp()
         backend.discard(written)
         return manifest
+
+    def _calibration(self, indexes: Mapping[str, VectorIndex]) -> dict[str, Any] | None:
+        """The calibration to publish with ``indexes``; None without a calibrator, or when it fails
+        (the indexes are published all the same, and searches compute it when first used)."""
+        if self.calibrate is None:
+            return None
+        try:
+            return self.calibrate(self.catalog, indexes, self.manifest.get("calibration"))
+        except Exception as exc:  # derived data must never stop a publish
+            log.warning("score calibration not published (%s); searches will compute it", exc)
+            return None
 
     def _bring_up_to_date(self, backend: IndexBackend, name: str, entry: dict[str, Any], kinds: tuple[str, ...],
                           old_max: int, count: int) -> VectorIndex | None:

@@ -80,7 +80,7 @@ def test_flipped_bytes_in_stored_vectors_are_never_ranked_and_check_repair_plus_
         assert engine.counts()["items"] == 830 and all(engine.item(i) for i in damaged)
         assert [e["item"] for e in engine.export_user("ana")["events"]] == [min(damaged)]
     results = _search(coll, starter, image=str(CORPUS_DIR / "images" / "mnist_t10k_00007_9.png"), targets="image")
-    assert results[0].score > 0.999 and results[0].uri.endswith("mnist_t10k_00007_9.png")
+    assert results[0].cosine > 0.999 and results[0].uri.endswith("mnist_t10k_00007_9.png")
 
 
 @pytest.mark.parametrize("other", ["audio", "text"])  # image and audio files have equal sizes; text is smaller

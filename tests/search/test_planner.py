@@ -13,6 +13,7 @@ from support.media import allowed_item_ids, brute_force_top, corpus_files, index
 
 from crossmodal.cli import EXIT_OK, main
 from crossmodal.core.engine import Engine
+from crossmodal.search.calibration import squash
 from crossmodal.search.query import Filters, Query, QueryError, QueryPart
 from crossmodal.settings import SearchSettings, Settings
 
@@ -117,9 +118,15 @@ def test_every_fusion_finds_the_class_both_parts_agree_on(engine, fusion, merge)
     assert [p["weight"] for p in first["parts"]] == pytest.approx([2 / 3, 1 / 3], abs=1e-3)
     if merge == "score":
         expected = sum(p["weight"] * p["cosine"] for p in first["parts"])
-        assert first["relevance"] == pytest.approx(expected, abs=1e-4)
-    scores = [r.score for r in response.results]
-    assert scores == sorted(scores, reverse=True)
+        assert first["cosine"] == pytest.approx(expected, abs=1e-4)
+    z = [sum(p["weight"] * p["z"] for p in r.explanation["parts"]) for r in response.results]
+    assert [r.relevance for r in response.results] == pytest.approx(list(squash(np.array(z))), abs=1e-5)
+    if merge == "rrf":
+        scores = [r.score for r in response.results]
+        assert scores == sorted(scores, reverse=True)
+    else:  # bands of calibrated relevance, best first; round robin across the targets inside a band
+        bands = [min(np.ceil(v), 0) for v in z]
+        assert bands == sorted(bands, reverse=True)
 
 
 @pytest.mark.parametrize("filters", [
@@ -138,8 +145,9 @@ def test_filters_never_leak_and_match_brute_force(demo, starter, filters, select
         part = QueryPart("text", text="someone saying seven")
         response = engine.search(_query(part, targets=("image", "audio", "text"), k=10, filters=filters))
         assert {r.id for r in response.results} <= allowed
+        calibration, _ = engine.planner.calibrations.get(engine.collection)
         expected = brute_force_top(engine.collection.catalog, engine.planner.embed_part(part), allowed,
-                                   ("image", "audio", "text"), 10)
+                                   ("image", "audio", "text"), 10, calibration)
         assert [r.id for r in response.results] == expected
         if allowed:
             assert ("inside" in response.plan.filter_mode) == (selective_fraction == 1.0)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from PIL import Image
 from support.media import copy_digits, corpus_files, index_paths
 from support.tools import require
 
@@ -41,6 +42,8 @@ def _chromium() -> str | None:
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
     media = copy_digits(root / "media", 3, 3)
+    two = sorted((media / "images").glob("*_2.png"))[0]
+    Image.open(two).resize((56, 56)).save(media / "images" / f"copy_of_{two.name}")  # a near-duplicate
     index_paths(root / "coll", [media], Settings(), progress=False, aligner=load_aligner("starter"))
     with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--collection", str(root / "coll"),
                            "--port", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -119,6 +122,8 @@ def test_search_upload_record_and_like_in_a_real_browser(server, browser):
     assert page.is_visible("#image-preview img")
     metas = page.eval_on_selector_all("#results li .meta", "els => els.map(e => e.textContent)")
     assert all("_2.png" in t for t in metas), metas
+    copies = page.eval_on_selector_all("#results li .copies", "els => els.map(e => e.textContent)")
+    assert len(copies) == 1 and copies[0].startswith("+1 copy") and copies[0].endswith("_2.png"), copies
     assert page.eval_on_selector("#results li img", "img => img.naturalWidth") > 0
 
     page.click("#image-clear")
@@ -205,3 +210,54 @@ def test_errors_and_empty_input_are_explained(server, browser):
     assert "image" in page.text_content("#message")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.tagName") in ("INPUT", "BUTTON", "DIV", "A")
+
+
+@pytest.fixture(scope="module")
+def demo_server(demo_collection):
+    """The whole demo corpus (images, sounds and texts), served read-only."""
+    with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--collection", str(demo_collection),
+                           "--port", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+        try:
+            yield re.search(r"http://\S+/", proc.stdout.readline()).group(0)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0, "the server did not shut down cleanly on SIGINT"
+
+
+def test_mixed_search_shows_images_sounds_and_texts_and_groups_them_by_kind(demo_server, browser):
+    page = browser.new_page(bypass_csp=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(demo_server)
+    about = page.text_content("#about")
+    assert "starter-digits" in about and "digits world" in about  # the empty page: which model, what it knows
+    page.fill("#text", "someone saying seven")
+    found = _search(page)
+    assert len(found) == 12 and {r["modality"] for r in found} == {"image", "audio", "text"}
+    assert all(r["label"] == "7" and 0.9 <= float(r["score"]) <= 1.0 for r in found), found
+    assert not page.is_visible("#about") and not page.is_visible("#notice")
+    page.check("#group")
+    groups = page.eval_on_selector_all(
+        "#groups section.group", "els => els.map(e => ({kind: e.dataset.modality, heading: e.querySelector('h2')"
+        ".textContent, cards: [...e.querySelectorAll('li.result')].map(li => li.dataset.modality)}))")
+    assert [g["kind"] for g in groups] == ["image", "audio", "text"]
+    assert all(set(g["cards"]) == {g["kind"]} for g in groups) and sum(len(g["cards"]) for g in groups) == 12
+    assert not page.is_visible("#results") and page.is_visible("#groups")
+    page.uncheck("#group")
+    assert page.is_visible("#results") and len(_results(page)) == 12
+    assert not errors, errors
+
+
+def test_out_of_domain_input_says_the_model_may_not_know(demo_server, browser):
+    page = browser.new_page(bypass_csp=True)
+    page.goto(demo_server)
+    page.fill("#text", "a dog barking in the park")
+    _search(page)
+    assert page.is_visible("#notice")
+    notice = page.text_content("#notice")
+    assert notice.startswith("Nothing close; this model may not know this kind of content"), notice
+    assert "starter-digits" in notice and "digits world" in notice
+    page.fill("#text", "a handwritten four")
+    _search(page)
+    assert not page.is_visible("#notice")

@@ -83,8 +83,9 @@ def test_filters_never_leak_and_match_brute_force(demo, starter, filters):
         part = QueryPart("text", text="someone saying seven")
         response = engine.search(Query((part,), targets=("image", "audio", "text"), k=10, filters=filters))
         assert {r.id for r in response.results} <= allowed
+        calibration, _ = engine.planner.calibrations.get(engine.collection)
         expected = brute_force_top(engine.collection.catalog, engine.planner.embed_part(part), allowed,
-                                   ("image", "audio", "text"), 10)
+                                   ("image", "audio", "text"), 10, calibration)
         assert [r.id for r in response.results] == expected
         mode = response.plan.filter_mode
         assert ("filter expression" in mode) == (backend == "milvus"), mode

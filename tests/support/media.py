@@ -69,17 +69,29 @@ def allowed_item_ids(catalog, filters) -> set[int]:
     return {h.item_id for h in catalog.describe(allowed_vectors).values()}
 
 
-def brute_force_top(catalog, vector, allowed_items: set[int], targets, k: int) -> list[int]:
+def brute_force_top(catalog, vector, allowed_items: set[int], targets, k: int, calibration=None,
+                    modality: str = "text") -> list[int]:
     """Item ids of the exact top k by best-vector cosine among ``allowed_items``: the reference
-    the planner's filtered results must equal."""
+    the planner's filtered results must equal. With a ``calibration``, by calibrated z of a
+    ``modality`` query in each vector's own index, in the planner's mixed order."""
+    from crossmodal.search.scoring import mixed_order
+
     ids, mat = catalog.vectors(list(targets))
     hits = catalog.describe(ids)
     best: dict[int, float] = {}
+    kind_of: dict[int, str] = {}
     for vid, score in zip(ids, mat @ vector):
-        item = hits[int(vid)].item_id
-        if item in allowed_items and score > best.get(item, -9):
-            best[item] = float(score)
-    return [i for i, _ in sorted(best.items(), key=lambda kv: -kv[1])[:k]]
+        hit = hits[int(vid)]
+        if calibration is not None:
+            score = calibration.anchor(modality, hit.kind).z(score)
+        if hit.item_id in allowed_items and score > best.get(hit.item_id, -1e9):
+            best[hit.item_id], kind_of[hit.item_id] = float(score), hit.kind
+    if calibration is None:
+        return [i for i, _ in sorted(best.items(), key=lambda kv: -kv[1])[:k]]
+    items = sorted(best)
+    kinds = sorted(set(kind_of.values()))
+    order = mixed_order(np.array([best[i] for i in items]), np.array([kinds.index(kind_of[i]) for i in items]), k)
+    return [items[i] for i in order]
 
 
 HOSTILE = {

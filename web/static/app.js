@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: null, audio: null, lastQuery: null, recorder: null, feedback: {}, user: null };
+const state = { image: null, audio: null, lastQuery: null, lastBody: null, recorder: null, feedback: {}, user: null };
+const KINDS = [["image", "Images"], ["audio", "Sounds"], ["text", "Texts"]];
 const MAX_RECORD_SECONDS = 30;
 
 function say(text) { $("message").textContent = text || ""; }
@@ -137,7 +138,8 @@ async function runSearch(form) {
       say(body.error || `Search failed (HTTP ${response.status}).`);
       return;
     }
-    render(body.results);
+    state.lastBody = body;
+    render(body);
   } catch (err) {
     $("summary").textContent = "";
     say(`Cannot reach the server: ${err.message}`);
@@ -148,15 +150,70 @@ async function runSearch(form) {
 
 function basename(uri) { return uri.split(/[\\/]/).pop(); }
 
-function render(results) {
+// When even the best match is weak by calibrated relevance, say so plainly, with what the
+// loaded model knows (the page shows it under #about).
+function showNotice(body) {
+  const notice = $("notice");
+  notice.hidden = !body.weak;
+  if (!body.weak) { notice.textContent = ""; return; }
+  const text = body.notice.charAt(0).toUpperCase() + body.notice.slice(1);
+  const best = body.best_relevance == null ? "" : ` (best relevance ${body.best_relevance.toFixed(2)})`;
+  const knows = $("description") ? ` The model ${$("model").textContent} knows: ${$("description").textContent}` : "";
+  notice.textContent = `${text}${best}.${knows}`;
+}
+
+function render(body) {
+  const results = body.results;
   const list = $("results");
+  const groups = $("groups");
   list.replaceChildren();
+  groups.replaceChildren();
+  $("about").hidden = true;
+  showNotice(body);
   if (!results.length) {
     $("summary").textContent = "No results. Try other words, or include more target kinds.";
     return;
   }
   $("summary").textContent = `${results.length} result${results.length === 1 ? "" : "s"}.`;
-  for (const r of results) list.append(resultCard(r));
+  const grouped = $("group").checked;
+  list.hidden = grouped;
+  groups.hidden = !grouped;
+  if (!grouped) {
+    for (const r of results) list.append(resultCard(r));
+    return;
+  }
+  for (const [kind, title] of KINDS) {
+    const mine = results.filter((r) => r.modality === kind);
+    if (!mine.length) continue;
+    const section = document.createElement("section");
+    section.className = "group";
+    section.dataset.modality = kind;
+    const heading = document.createElement("h2");
+    heading.textContent = `${title} (${mine.length})`;
+    const ol = document.createElement("ol");
+    ol.className = "results";
+    for (const r of mine) ol.append(resultCard(r));
+    section.append(heading, ol);
+    groups.append(section);
+  }
+}
+
+// Near-duplicates the server grouped with a result (the same content in other files): a
+// "+N copies" line that opens to their paths.
+function copiesList(copies) {
+  const d = document.createElement("details");
+  d.className = "copies";
+  const s = document.createElement("summary");
+  s.textContent = `+${copies.length} ${copies.length === 1 ? "copy" : "copies"}`;
+  d.append(s);
+  for (const c of copies) {  // not list items: "#results li" means result cards
+    const path = document.createElement("div");
+    path.className = "copy";
+    path.textContent = c.uri.includes("#L") ? `#${c.id} (text)` : c.uri;
+    path.title = `item ${c.id}`;
+    d.append(path);
+  }
+  return d;
 }
 
 function resultCard(r) {
@@ -194,8 +251,12 @@ function resultCard(r) {
   const score = document.createElement("span");
   score.className = "score";
   score.textContent = r.score.toFixed(3);
-  meta.append(score, ` · ${title}${span} · ${r.uri.includes("#L") ? "text" : basename(r.uri)}`);
+  score.title = r.relevance == null ? "raw score (this collection cannot calibrate it)"
+    : "calibrated relevance: comparable between images, sounds and texts";
+  const cosine = r.cosine == null ? "" : ` · cos ${r.cosine.toFixed(3)}`;
+  meta.append(score, `${cosine} · ${title}${span} · ${r.uri.includes("#L") ? "text" : basename(r.uri)}`);
   li.append(meta);
+  if (r.copies && r.copies.length) li.append(copiesList(r.copies));
   const actions = document.createElement("div");
   actions.className = "actions";
   for (const [event, label] of [["like", "Like"], ["dislike", "Dislike"]]) {
@@ -215,9 +276,12 @@ function resultCard(r) {
     s.textContent = "Why this score";
     const pre = document.createElement("pre");
     const e = r.explanation;
-    const parts = e.parts.map((p) => `${p.modality} ${p.query} ×${p.weight}: cos ${p.cosine.toFixed(3)}`).join("\n");
+    const parts = e.parts.map((p) => `${p.modality} ${p.query} ×${p.weight}: cos ${p.cosine.toFixed(3)}`
+      + (p.z == null ? "" : `, z ${p.z.toFixed(2)}`)).join("\n");
     const personal = e.personal == null ? "" : `\npersonal ${e.personal.toFixed(3)} (β ${e.beta})`;
-    pre.textContent = `${parts}\nrelevance ${e.relevance.toFixed(3)}${personal}\nfinal ${e.final.toFixed(3)}`;
+    const relevance = e.relevance == null ? "uncalibrated" : `relevance ${e.relevance.toFixed(3)}`;
+    pre.textContent = `${parts}\n${e.index} index: cosine ${e.cosine.toFixed(3)}, ${relevance}${personal}`
+      + `\nfinal ${e.final.toFixed(3)}`;
     d.append(s, pre);
     li.append(d);
   }
@@ -274,6 +338,7 @@ function init() {
   $("image-clear").addEventListener("click", () => setImage(null));
   $("audio-clear").addEventListener("click", () => setAudio(null));
   $("record").addEventListener("click", toggleRecording);
+  $("group").addEventListener("change", () => { if (state.lastBody) render(state.lastBody); });
   const drop = $("image-drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
