@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from crossmodal import __version__
-from crossmodal.aligner.config import AlignerCfg, OpenClipCfg
+from crossmodal.aligner.config import AlignerCfg, ClapAudioCfg, FrozenTowerCfg, OpenClipCfg
 from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.open_clip_source import file_sha256
 from crossmodal.errors import CheckpointError, ConfigError
@@ -28,13 +28,16 @@ CONFIG_FILE = "config.json"
 
 
 def external_prefixes(cfg: AlignerCfg) -> list[str]:
-    """State-dict prefixes of frozen backbones whose weights live in their own pretrained file."""
+    """State-dict prefixes of frozen backbones whose weights live in their own pretrained files
+    (open_clip files, CLAP folders); a frozen tower of another aligner is saved like any weights."""
     prefixes = []
     for modality, tower in cfg.towers.items():
         bb = tower.backbone
         if isinstance(bb, OpenClipCfg) and bb.frozen and bb.pretrained:
             inner = "clip." if modality == "text" else "visual."
             prefixes.append(f"towers.{modality}.backbone.{inner}")
+        elif isinstance(bb, ClapAudioCfg):
+            prefixes.append(f"towers.{modality}.backbone.clap.")
     return prefixes
 
 
@@ -57,11 +60,13 @@ def preprocess_info(aligner: Aligner) -> dict[str, Any]:
     """How each modality is prepared before the model, recorded for users and other tools."""
     info: dict[str, Any] = {}
     for modality, tower in aligner.cfg.towers.items():
-        bb = tower.backbone
+        bb = tower.backbone.backbone if isinstance(tower.backbone, FrozenTowerCfg) else tower.backbone
         if modality == "audio":
-            info["audio"] = {"sample_rate": bb.sample_rate, "mono": True, "f_max": bb.f_max,
+            info["audio"] = {"sample_rate": bb.sample_rate, "mono": True, "f_max": getattr(bb, "f_max", None),
                              "window_seconds": bb.window_seconds, "hop_seconds": bb.hop_seconds,
                              "trim_top_db": bb.trim_top_db}
+            if isinstance(bb, ClapAudioCfg):
+                info["audio"]["front_end"] = f"CLAP feature extractor ({bb.model})"
         elif modality == "image":
             backbone = aligner.towers["image"].backbone
             info["image"] = getattr(backbone, "preprocess_cfg", None) or {

@@ -98,18 +98,29 @@ class AudioCnnCfg:
     dropout: float = 0.1
 
 
-BACKBONE_TYPES: dict[str, type] = {
-    "open_clip_text": OpenClipTextCfg,
-    "open_clip": OpenClipCfg,
-    "digit_cnn": DigitCnnCfg,
-    "audio_cnn": AudioCnnCfg,
-}
-BACKBONES_FOR: dict[str, tuple[str, ...]] = {
-    "text": ("open_clip_text", "open_clip"),
-    "image": ("digit_cnn", "open_clip"),
-    "audio": ("audio_cnn",),
-}
-HEAD_TYPES = ("identity", "linear", "mlp")
+@dataclass
+class ClapAudioCfg:
+    """The audio side of a pretrained CLAP model (transformers' ``ClapModel``), always frozen.
+
+    Its output is CLAP's own normalised audio embedding; a trained head carries it into the
+    aligner's space, trained on pairs or through text alone (docs/bridge.md). ``model`` is a
+    folder written by ``save_pretrained`` or a Hugging Face hub id (downloaded once). The
+    weights are never copied into crossmodal checkpoints, so ``sha256`` (a digest of the
+    folder's config and weights files) and, for a hub id, ``revision`` (its commit) are filled in
+    when first loaded and checked on every later load: a head is never paired with other weights.
+    CLAP hears 48 kHz audio in windows of at most 10 s; longer sounds are cut like any audio.
+    """
+
+    type: str = "clap_audio"
+    model: str = "laion/clap-htsat-unfused"
+    revision: str | None = None
+    sha256: str | None = None
+    sample_rate: int = 48000
+    window_seconds: float = 10.0
+    hop_seconds: float = 5.0
+    trim_top_db: float = 60.0
+    min_seconds: float = 0.1
+    frozen: bool = True
 
 
 @dataclass
@@ -119,6 +130,65 @@ class HeadCfg:
     type: str = "mlp"
     hidden_dim: int = 256
     dropout: float = 0.0
+
+
+@dataclass
+class FrozenTowerCfg:
+    """A trained tower of another aligner, used whole and frozen as a backbone.
+
+    Its output is that aligner's normalised embedding (``embed_dim`` wide); the tower's own
+    head is then a bridge into this aligner's space. A model bridged through text alone from an
+    audio–text model keeps that model's audio tower this way, weights included in its checkpoint.
+    ``source`` names the model it came from.
+    """
+
+    type: str = "tower"
+    backbone: Any = None
+    head: HeadCfg = field(default_factory=HeadCfg)
+    embed_dim: int = 128
+    source: str = ""
+    frozen: bool = True
+
+
+BACKBONE_TYPES: dict[str, type] = {
+    "open_clip_text": OpenClipTextCfg,
+    "open_clip": OpenClipCfg,
+    "digit_cnn": DigitCnnCfg,
+    "audio_cnn": AudioCnnCfg,
+    "clap_audio": ClapAudioCfg,
+    "tower": FrozenTowerCfg,
+}
+BACKBONES_FOR: dict[str, tuple[str, ...]] = {
+    "text": ("open_clip_text", "open_clip"),
+    "image": ("digit_cnn", "open_clip"),
+    "audio": ("audio_cnn", "clap_audio", "tower"),
+}
+HEAD_TYPES = ("identity", "linear", "mlp")
+
+
+def _head_cfg(raw: Any, where: str) -> HeadCfg:
+    head = _build(HeadCfg, raw, where)
+    if head.type not in HEAD_TYPES:
+        raise ConfigError(f"{where}: type {head.type!r} unknown; use one of {list(HEAD_TYPES)}")
+    return head
+
+
+def backbone_cfg(modality: str, raw: Any, where: str, nested: bool = True) -> Any:
+    """A backbone config of a type ``modality`` allows; a frozen tower's inner backbone and head
+    are parsed the same way (one level deep: a tower inside a tower is refused)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(raw).__name__}")
+    bb = dict(raw)
+    kind = bb.get("type")
+    allowed = [k for k in BACKBONES_FOR[modality] if nested or k != "tower"]
+    if kind not in allowed:
+        raise ConfigError(f"{where}: type {kind!r} is not a {modality} backbone; use one of {allowed}")
+    if kind == "tower":
+        if "backbone" not in bb:
+            raise ConfigError(f"{where}: a frozen tower needs its 'backbone' object")
+        bb["backbone"] = backbone_cfg(modality, bb["backbone"], f"{where}.backbone", nested=False)
+        bb["head"] = _head_cfg(bb.get("head", {}), f"{where}.head")
+    return _build(BACKBONE_TYPES[kind], bb, where)
 
 
 @dataclass
@@ -169,16 +239,8 @@ class AlignerCfg:
             extra = set(raw) - {"backbone", "head"}
             if extra:
                 raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}")
-            bb = dict(raw["backbone"])
-            kind = bb.get("type")
-            if kind not in BACKBONES_FOR[modality]:
-                raise ConfigError(
-                    f"{where}.backbone: type {kind!r} is not a {modality} backbone; "
-                    f"use one of {list(BACKBONES_FOR[modality])}")
-            backbone = _build(BACKBONE_TYPES[kind], bb, f"{where}.backbone")
-            head = _build(HeadCfg, raw.get("head", {}), f"{where}.head")
-            if head.type not in HEAD_TYPES:
-                raise ConfigError(f"{where}.head: type {head.type!r} unknown; use one of {list(HEAD_TYPES)}")
+            backbone = backbone_cfg(modality, raw["backbone"], f"{where}.backbone")
+            head = _head_cfg(raw.get("head", {}), f"{where}.head")
             towers[modality] = TowerCfg(backbone=backbone, head=head)
         rest = {k: data[k] for k in ("logit_scale_init", "logit_scale_max", "description") if k in data}
         return cls(name=str(data["name"]), embed_dim=data["embed_dim"], towers=towers, **rest)

@@ -19,7 +19,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from crossmodal.aligner.audio_towers import AudioCnnBackbone
-from crossmodal.aligner.config import AlignerCfg, AudioCnnCfg, DigitCnnCfg, OpenClipCfg, OpenClipTextCfg
+from crossmodal.aligner.config import (
+    AlignerCfg,
+    AudioCnnCfg,
+    ClapAudioCfg,
+    DigitCnnCfg,
+    FrozenTowerCfg,
+    OpenClipCfg,
+    OpenClipTextCfg,
+)
+from crossmodal.aligner.frozen_tower import FrozenTowerBackbone
 from crossmodal.aligner.heads import build_head
 from crossmodal.aligner.image_towers import DigitCnnBackbone, OpenClipImageBackbone
 from crossmodal.aligner.open_clip_source import OpenClipBundle, load_open_clip
@@ -113,6 +122,17 @@ class Aligner(nn.Module):
             return DigitCnnBackbone(bb)
         if isinstance(bb, AudioCnnCfg):
             return AudioCnnBackbone(bb)
+        if isinstance(bb, ClapAudioCfg):
+            from crossmodal.aligner.clap_towers import ClapAudioBackbone, load_clap
+
+            bundle = load_clap(bb.model, bb.revision, bb.sha256)
+            bb.sha256, bb.revision = bundle.sha256, bundle.revision or bb.revision
+            if bundle.revision is None:  # a folder: recorded as an absolute path, loadable from anywhere
+                bb.model = str(bundle.folder)
+            return ClapAudioBackbone(bb, bundle)
+        if isinstance(bb, FrozenTowerCfg):
+            inner = Aligner._build_backbone(modality, bb.backbone, bundles)
+            return FrozenTowerBackbone(inner, build_head(bb.head, inner.output_dim, bb.embed_dim), bb.embed_dim)
         if isinstance(bb, OpenClipCfg):
             key = (bb.model, bb.pretrained)
             if key not in bundles:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from crossmodal.aligner.checkpoint import CONFIG_FILE, load_checkpoint
-from crossmodal.aligner.config import AlignerCfg, OpenClipCfg
+from crossmodal.aligner.config import AlignerCfg, ClapAudioCfg, OpenClipCfg
 from crossmodal.aligner.model import Aligner
 from crossmodal.errors import CheckpointError, ConfigError
 
@@ -83,7 +83,9 @@ def needs_training(cfg: AlignerCfg) -> list[str]:
     todo = []
     for modality, tower in cfg.towers.items():
         bb = tower.backbone
-        if not isinstance(bb, OpenClipCfg):
+        if isinstance(bb, ClapAudioCfg):
+            todo.append(f"its {modality} tower (CLAP {bb.model}) has a {tower.head.type} head to train into this space")
+        elif not isinstance(bb, OpenClipCfg):
             todo.append(f"its {modality} tower ({bb.type}) starts from scratch")
         elif not bb.pretrained:
             todo.append(f"its {modality} tower ({bb.model}) has no pretrained weights")
@@ -230,6 +232,21 @@ def resolve_checkpoint(ref: str | Path) -> Path | None:
     return shipped if (shipped / CONFIG_FILE).is_file() else None
 
 
+def _refuse_clap_folder(folder: Path) -> None:
+    """A CLAP folder given as a model embeds into CLAP's space, not an image–text one: say how
+    to make a model of it instead of calling it a broken checkpoint."""
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(config, dict) and config.get("model_type") == "clap":
+        raise CheckpointError(
+            f"{folder} is a CLAP model (transformers), not a crossmodal model: its audio tower needs a head into an "
+            f"image-text space first. Bridge it through text (`crossmodal bridge --image-text {OPEN_CLIP_EXAMPLE} "
+            f"--audio-text {folder} --out models/clap-bridge`) or train one on pairs (`crossmodal train --config "
+            "clip-vit-b-32-clap ...`, with its audio backbone's model set to this folder), then use that --model")
+
+
 def load_aligner(ref: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> Aligner:
     """The model ``ref`` names: a trained checkpoint, ``open_clip:ARCH/PRETRAINED``, or a config
     that needs no training (see the module docstring)."""
@@ -238,6 +255,7 @@ def load_aligner(ref: str | Path = DEFAULT_MODEL, device: str | torch.device = "
         return _ready(open_clip_config(*parse_open_clip_ref(text)), device)
     folder = resolve_checkpoint(ref)
     if folder is not None:
+        _refuse_clap_folder(folder)
         return load_checkpoint(folder, device)
     cfg = _config_named(ref)
     if cfg is None:
@@ -247,12 +265,16 @@ def load_aligner(ref: str | Path = DEFAULT_MODEL, device: str | torch.device = "
             "`crossmodal models` lists the routes")
     todo = needs_training(cfg)
     if todo:
-        frozen = [m for m, t in cfg.towers.items() if isinstance(t.backbone, OpenClipCfg) and t.backbone.pretrained]
+        frozen = [m for m, t in cfg.towers.items() if isinstance(t.backbone, ClapAudioCfg)
+                  or (isinstance(t.backbone, OpenClipCfg) and t.backbone.pretrained)]
         freeze = f" --freeze-backbones {','.join(frozen)}" if frozen else ""
+        clap = [t.backbone.model for t in cfg.towers.values() if isinstance(t.backbone, ClapAudioCfg)]
+        bridge = (f"; or, with no pairs at all, bridge CLAP into an image–text model through text: `crossmodal bridge "
+                  f"--image-text {OPEN_CLIP_EXAMPLE} --audio-text {clap[0]} --out models/clap-bridge`") if clap else ""
         raise CheckpointError(
             f"{text!r} is an aligner config that needs training before it can be used as a model "
             f"({'; '.join(todo)}): train it with `crossmodal train --config {text} --list pairs.jsonl{freeze} "
-            f"--out models/{cfg.name}`, then use `--model models/{cfg.name}`. Configs that need no training: "
+            f"--out models/{cfg.name}`, then use `--model models/{cfg.name}`{bridge}. Configs that need no training: "
             f"{', '.join(ready_configs()) or 'none'}; or --model {OPEN_CLIP_EXAMPLE}")
     return _ready(cfg, device)
 
@@ -264,8 +286,9 @@ def missing_tower_reason(aligner: Aligner, modality: str) -> str:
     if modality == "audio":
         how = ("to add one, train an audio tower into this model's space on pairs of sounds with texts or images "
                "(`crossmodal train --config clip-vit-b-32-audio --list pairs.jsonl --freeze-backbones text,image "
-               "--out models/clip-audio`) and index into a new collection with `--model models/clip-audio`; "
-               "`crossmodal models` lists the routes")
+               "--out models/clip-audio`) and index into a new collection with `--model models/clip-audio`, or "
+               "bridge a pretrained CLAP audio tower into it through text alone (`crossmodal bridge --image-text MODEL "
+               "--audio-text laion/clap-htsat-unfused --out models/clap-bridge`); `crossmodal models` lists the routes")
     else:
         how = (f"use a model with a {modality} tower (`crossmodal models` lists the routes; "
                "`crossmodal train --config NAME ...` trains one)")

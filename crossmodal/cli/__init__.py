@@ -15,6 +15,7 @@ from crossmodal.errors import CrossmodalError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": commands.cmd_demo, "index": commands.cmd_index, "search": commands.cmd_search,
+    "bridge": model_commands.cmd_bridge,
     "feedback": commands.cmd_feedback, "user": commands.cmd_user, "remove": commands.cmd_remove,
     "migrate": commands.cmd_migrate, "serve": commands.cmd_serve, "train": model_commands.cmd_train,
     "eval": model_commands.cmd_eval, "models": model_commands.cmd_models, "check": maintenance.cmd_check,

@@ -1,4 +1,4 @@
-"""The commands about models rather than collections: train, eval, models."""
+"""The commands about models rather than collections: train, bridge, eval, models."""
 
 from __future__ import annotations
 
@@ -49,6 +49,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"checkpoint written to {result.checkpoint_dir}")
         print_metrics(result.best_metrics)
     return report_skipped(skipped)
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from crossmodal.training.bridge import BridgeCfg, bridge_models
+
+    cfg = BridgeCfg(head=args.head, hidden_dim=args.hidden_dim, noise=args.noise, steps=args.steps,
+                    batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed)
+    summary = bridge_models(args.image_text, args.audio_text, args.out, captions=args.captions, cfg=cfg,
+                            progress=not args.quiet)
+    if args.json:
+        emit_json(summary)
+        return EXIT_OK
+    before = summary["bridge"]["untrained"]["validation"]
+    after = summary["bridge"]["trained"]["validation"]
+    print(f"bridged {summary['audio_text']} into {summary['image_text']} through {summary['captions']} captions")
+    print(f"held-out captions: mean cosine to their target {before['mean_cosine']:.4f} -> {after['mean_cosine']:.4f}, "
+          f"recall@1 {before['recall@1']:.4f} -> {after['recall@1']:.4f} (untrained -> trained head)")
+    if summary["replaced_audio_tower"]:
+        print("the image-text model's own audio tower was replaced by the bridged one")
+    print(f"checkpoint written to {summary['checkpoint']} (model {summary['model_id']}); use it with "
+          f"`crossmodal index PATH... --collection NAME --model {summary['checkpoint']}`")
+    return EXIT_OK
 
 
 def _directions(text: str | None) -> list[str] | None:

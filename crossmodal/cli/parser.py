@@ -296,4 +296,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("models", "the routes to a model (shipped, open_clip with no training, configs to train), one "
                           "example each; with --open-clip, the open_clip architectures and their tags")
     p.add_argument("--open-clip", action="store_true", help="also list open_clip architectures and their tags")
+
+    p = command("bridge", "give an image-text model an audio tower with no audio or image pairs: a head trained on "
+                          "captions embedded by both models' text towers carries an audio-text model (CLAP, or a "
+                          "crossmodal model with text and audio towers) into the image-text space")
+    p.add_argument("--image-text", required=True, metavar="MODEL",
+                   help="the model whose space is kept: shipped name, checkpoint folder, open_clip:ARCH/PRETRAINED "
+                        "or a config that needs no training")
+    p.add_argument("--audio-text", required=True, metavar="MODEL",
+                   help="a CLAP folder (written by ClapModel.save_pretrained) or Hugging Face hub id such as "
+                        "laion/clap-htsat-unfused (needs crossmodal[clap]), or a crossmodal checkpoint with text "
+                        "and audio towers")
+    p.add_argument("--captions", type=Path, default=None, metavar="FILE",
+                   help="text file, one caption per line, describing the sounds and scenes to search (default: "
+                        "the shipped list of 3,000 sound and scene descriptions)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="checkpoint folder to write (--model DIR)")
+    b = p.add_argument_group("bridge training")
+    b.add_argument("--head", choices=["mlp", "linear"], default="mlp", help="bridge head (default: mlp)")
+    b.add_argument("--hidden-dim", type=positive_int, default=1024, help="MLP head width (default: 1024)")
+    b.add_argument("--noise", type=float, default=0.5,
+                   help="norm of the Gaussian noise added to each caption vector while training, to cover the gap "
+                        "between the audio-text model's text and audio vectors (default: 0.5)")
+    b.add_argument("--steps", type=positive_int, default=3000, help="optimiser steps (default: 3000)")
+    b.add_argument("--batch-size", type=positive_int, default=256, help="captions per step (default: 256)")
+    b.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 0.001)")
+    b.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the captions held out to score the bridge (default: 0.1)")
+    b.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     return parser

@@ -1,8 +1,9 @@
 """Which models a collection can be built with, and keeping each collection to its own.
 
-Three routes lead to a model (`available_models` lists them, each with a command): a trained
+Four routes lead to a model (`available_models` lists them, each with a command): a trained
 model shipped with crossmodal, a pretrained open_clip model used as it is (text and images, no
-training), and a config trained on the user's pairs. A collection's vectors are only
+training), a config trained on the user's pairs, and an audio-text model (CLAP) bridged into an
+image-text model's space through text alone. A collection's vectors are only
 comparable with vectors of the very same weights, so `check_collection_model` refuses any
 other, and a model without a tower for some modality refuses queries and targets of it.
 """
@@ -46,10 +47,20 @@ def available_models(open_clip: bool = False) -> dict[str, Any]:
             "example": f"crossmodal index ~/Pictures notes/ --collection photos --model {OPEN_CLIP_EXAMPLE}"},
         "train": {
             "what": "configs to train on your pairs (clip-vit-b-32-audio: an audio tower trained into the frozen "
-                    "open_clip's space); training writes a checkpoint folder to give as --model",
+                    "open_clip's space; clip-vit-b-32-clap: a head on CLAP's frozen audio tower, needs "
+                    "crossmodal[clap]); training writes a checkpoint folder to give as --model",
             "configs": [c for c in configs if c not in ready],
             "example": "crossmodal train --config clip-vit-b-32-audio --list pairs.jsonl "
                        "--freeze-backbones text,image --out models/clip-audio"},
+        "bridge": {
+            "what": "an audio tower for an image-text model with no audio or image pairs: a pretrained CLAP (a folder "
+                    "or hub id, needs crossmodal[clap]) or a crossmodal audio-text model, carried into its space by a "
+                    "head trained on captions embedded by both text towers; writes a checkpoint folder to give as "
+                    "--model (docs/bridge.md)",
+            "models": ["CLAP: laion/clap-htsat-unfused or a folder written by ClapModel.save_pretrained",
+                       "a checkpoint folder with text and audio towers"],
+            "example": f"crossmodal bridge --image-text {OPEN_CLIP_EXAMPLE} --audio-text laion/clap-htsat-unfused "
+                       "--out models/clip-clap"},
         "open_clip_architectures": {
             "what": "every open_clip architecture (ARCH) and its pretrained tags (TAG)",
             "example": "crossmodal models --open-clip"},

@@ -206,10 +206,13 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
     unknown = set(cfg.freeze_backbones) - set(aligner.modalities)
     if unknown:
         raise ConfigError(f"freeze_backbones names modalities without a tower: {sorted(unknown)}")
+    # Backbones that are never trained (CLAP, another aligner's tower) are frozen whether asked or not.
+    frozen = list(dict.fromkeys([*cfg.freeze_backbones, *(
+        m for m in aligner.modalities if getattr(aligner.tower(m).backbone, "always_frozen", False))]))
     aligner.to(device)
     batches = _Batches(aligner, cfg, cfg.seed)
     cached: dict[str, torch.Tensor] = {}
-    for m in cfg.freeze_backbones:
+    for m in frozen:
         backbone = aligner.tower(m).backbone
         backbone.requires_grad_(False)
         if m in train_data.modalities:
@@ -225,11 +228,11 @@ def train(aligner: Aligner, train_data: Dataset, val_data: Dataset | None, cfg: 
     history: list[dict[str, Any]] = []
     best = (-math.inf, 0, {})
     trained_on = dict(trained_on or {})
-    trained_on.update({"counts": train_data.counts(), "train_cfg": cfg.to_dict()})
+    trained_on.update({"counts": train_data.counts(), "train_cfg": cfg.to_dict(), "frozen_backbones": frozen})
 
     for epoch in range(1, cfg.epochs + 1):
         aligner.train()
-        for m in cfg.freeze_backbones:
+        for m in frozen:
             aligner.tower(m).backbone.eval()
         started, losses = time.time(), []
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="step", disable=not cfg.progress,

@@ -199,14 +199,15 @@ def test_models_shows_the_routes_with_an_example_each(capsys):
     assert code == EXIT_OK
     listing = json.loads(out)
     routes = listing["routes"]
-    assert list(routes) == ["shipped", "open_clip", "train", "open_clip_architectures"]
+    assert list(routes) == ["shipped", "open_clip", "train", "bridge", "open_clip_architectures"]
     assert all(r["example"].startswith("crossmodal ") for r in routes.values())
     assert "starter" in routes["shipped"]["models"] and "clip-vit-b-32" in routes["open_clip"]["models"]
     assert "--model open_clip:ViT-B-32/laion2b_s34b_b79k" in routes["open_clip"]["example"]
-    assert routes["train"]["configs"] == ["clip-vit-b-32-audio", "starter-digits"]
+    assert routes["train"]["configs"] == ["clip-vit-b-32-audio", "clip-vit-b-32-clap", "starter-digits"]
+    assert "crossmodal bridge --image-text open_clip:" in routes["bridge"]["example"]
     assert "open_clip" not in listing
     code, out, _ = run_cli(capsys, "models")
-    assert code == EXIT_OK and out.count("  example: crossmodal ") == 4 and "open_clip:ARCH/TAG" in out
+    assert code == EXIT_OK and out.count("  example: crossmodal ") == 5 and "open_clip:ARCH/TAG" in out
     code, out, _ = run_cli(capsys, "models", "--open-clip", "--json")
     architectures = json.loads(out)["routes"]["open_clip_architectures"]["architectures"]
     assert "laion2b_s34b_b79k" in architectures["ViT-B-32"] and architectures[TINY] == []
