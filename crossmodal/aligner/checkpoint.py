@@ -11,15 +11,17 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from crossmodal import __version__
 from crossmodal.aligner.config import AlignerCfg, ClapAudioCfg, FrozenTowerCfg, OpenClipCfg
-from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.open_clip_source import file_sha256
 from crossmodal.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:  # torch loads with a model, not with this module (its configs are read without it)
+    import torch
+
+    from crossmodal.aligner.model import Aligner
 
 FORMAT = "crossmodal-aligner"
 FORMAT_VERSION = 1
@@ -126,6 +128,8 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
     """Rebuild an aligner from a checkpoint folder, verifying checksum, keys and shapes."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from crossmodal.aligner.model import Aligner
 
     directory = Path(directory)
     config = read_checkpoint_config(directory)

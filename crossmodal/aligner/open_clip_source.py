@@ -13,11 +13,12 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from crossmodal.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:  # torch loads with a model, not with this module
+    import torch
 
 LOG = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).with_name("open_clip_configs")

@@ -20,14 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from crossmodal.aligner.checkpoint import CONFIG_FILE, load_checkpoint
 from crossmodal.aligner.config import AlignerCfg, ClapAudioCfg, OpenClipCfg
-from crossmodal.aligner.model import Aligner
 from crossmodal.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:  # torch loads with a model, not with this module (references resolve without it)
+    import torch
+
+    from crossmodal.aligner.model import Aligner
 
 CONFIGS_DIR = Path(__file__).with_name("configs")
 PRETRAINED_DIR = Path(__file__).with_name("pretrained")
@@ -73,6 +75,8 @@ def read_aligner_config(ref: str | Path) -> AlignerCfg:
 
 def create_aligner(ref: str | Path | AlignerCfg) -> Aligner:
     """A freshly initialised aligner (open_clip backbones with their pretrained weights)."""
+    from crossmodal.aligner.model import Aligner
+
     cfg = ref if isinstance(ref, AlignerCfg) else read_aligner_config(ref)
     return Aligner(cfg)
 
@@ -206,6 +210,8 @@ def pretrained_identity(cfg: AlignerCfg) -> tuple[str, str | None]:
 
 
 def _ready(cfg: AlignerCfg, device: str | torch.device) -> Aligner:
+    from crossmodal.aligner.model import Aligner
+
     aligner = Aligner(cfg)
     aligner.model_id, aligner.weights_sha256 = pretrained_identity(cfg)
     aligner.weights_source = weights_source(cfg)

@@ -12,7 +12,8 @@ One engine may serve many threads at once: they share the loaded model and the c
 indexes (FAISS and torch inference are safe for concurrent reads; a Milvus backend is a client
 of its server), each thread has its own SQLite connection, and only small caches take a lock.
 The model and the indexes are loaded on first use, so commands that need neither (feedback,
-user history, removal) do not pay for them; a server calls `load` at start instead.
+user history, removal) do not pay for them; a server calls `load` at start instead. A text
+query may not need torch at all (`core.query_model`).
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossmodal import __version__
-from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.registry import DEFAULT_MODEL, load_aligner, reference_of
 from crossmodal.core.checking import CheckReport, check_collection
 from crossmodal.core.indexing import IndexReport, check_backend_request, index_paths, model_info, remove_items
 from crossmodal.core.item_media import ItemMedia, item_media, thumbnail_png
 from crossmodal.core.models import check_collection_model, check_query_modalities
 from crossmodal.core.query_inputs import decode_query
+from crossmodal.core.query_model import ModelSlot
 from crossmodal.errors import CrossmodalError, NotFoundError, QueryError, StorageError
 from crossmodal.items import Root
 from crossmodal.search.calibration import compute_calibration, notice_for
@@ -45,6 +46,9 @@ from crossmodal.storage.feedback import FEEDBACK_EVENTS
 from crossmodal.storage.locks import writer_lock
 from crossmodal.storage.manifest import MANIFEST, ModelInfo, backend_spec, new_backend_spec, read_manifest
 from crossmodal.storage.secrets import collection_secret
+
+if TYPE_CHECKING:  # torch loads with the model, not with the engine
+    from crossmodal.aligner.model import Aligner
 
 
 def set_search_threads(threads: int) -> int:
@@ -99,10 +103,7 @@ class Engine:
                  aligner: Aligner | None = None) -> None:
         self.collection = collection
         self.settings = settings
-        self._model_ref = model
-        self._aligner = aligner
-        self._planner: Planner | None = None
-        self._lock = threading.Lock()
+        self._models = ModelSlot(collection, settings, model, aligner)
         self._media_gate = threading.BoundedSemaphore(max(1, settings.search.max_concurrent_media))
         collection.calibrate = compute_calibration  # published with the indexes by every writer
 
@@ -134,7 +135,7 @@ class Engine:
         engine = cls(coll, settings, model, aligner)
         try:
             if model is not None or aligner is not None:
-                check_collection_model(coll, engine.aligner, model or coll.model.ref)
+                check_collection_model(coll, aligner or engine._models.some_model(), model or coll.model.ref)
         except BaseException:
             coll.close()
             raise
@@ -172,35 +173,32 @@ class Engine:
     def modalities(self) -> tuple[str, ...]:
         """The modalities the collection's model embeds (an open_clip model used as it is has no
         audio tower)."""
-        return self.aligner.modalities
+        return self._models.some_model().modalities
 
     @property
     def model_loaded(self) -> bool:
         """Whether the model is in memory yet (commands that need no embedding never load it)."""
-        return self._aligner is not None
+        return self._models.loaded
 
     @property
     def aligner(self) -> Aligner:
         """The collection's model, loaded on first use."""
-        with self._lock:
-            if self._aligner is None:
-                ref = self._model_ref or self.collection.model.ref
-                aligner = load_aligner(ref)
-                check_collection_model(self.collection, aligner, ref)  # the weights behind a ref may change
-                self._aligner = aligner
-            return self._aligner
+        return self._models.aligner
 
     @property
     def planner(self) -> Planner:
-        aligner = self.aligner
-        with self._lock:
-            if self._planner is None:
-                self._planner = Planner(self.collection, aligner, self.settings)
-            return self._planner
+        """The query planner, with the loaded model."""
+        return self._models.planner
 
-    def load(self) -> Engine:
-        """Load the model and open every index now (a server does this before its first request)."""
-        planner = self.planner
+    def load(self, wait: bool = True) -> Engine:
+        """Load the model and open every index now (a server does this before its first request).
+
+        With ``wait=False``, when the model's text tower runs without torch (and torch is not
+        loaded yet), only what a text query needs is ready on return (the indexes, the
+        calibration, that text tower, checked against the collection's model) and the model
+        loads in a background thread; a query that needs it waits for it. Otherwise it is the
+        same as ``wait=True``."""
+        planner = self._models.load(wait)
         for name in self.collection.manifest["indexes"]:
             self.collection.index(name)
         planner.calibrations.get(self.collection)  # an older collection's calibration, computed now
@@ -239,9 +237,7 @@ class Engine:
     def model_description(self) -> str | None:
         """What the model knows, from its config's ``description`` (None until it is loaded: a
         health check must not load a model)."""
-        if self._aligner is None:
-            return None
-        return self._aligner.cfg.description or None
+        return self._models.description
 
     def check(self, repair: bool = False, wait: float = 0.0) -> CheckReport:
         """Verify everything the collection holds (catalog integrity, every stored vector, every
@@ -292,21 +288,22 @@ class Engine:
         """Ranked results for a query, personalised when it names a user with history. Image and
         audio files are checked and decoded here, within the `[search]` bounds."""
         self.collection.refresh()
-        check_query_modalities(query, self.aligner)
+        planner = self._models.planner_for(query)
+        check_query_modalities(query, planner.aligner)
         if any(p.path is not None and p.vector is None for p in query.parts):
             with self._media_gate:  # decoded media and its activations are the memory a query costs
                 query = decode_query(query, self.settings.search)
-                query = replace(query, parts=tuple(p.embedded(self.planner.embed_part(p)) if p.media is not None
+                query = replace(query, parts=tuple(p.embedded(planner.embed_part(p)) if p.media is not None
                                                    else p for p in query.parts))
         pref = preference_vector(self.collection.feedback, self.collection.catalog, query.user,
                                  self.settings.personal)
         collapse = self.settings.search.collapse_duplicates if query.collapse is None else query.collapse
         if collapse:  # near-duplicates as one result each: ask for more, then group (search/duplicates.py)
-            plan, results = collapsed_search(lambda n: self.planner.run(replace(query, k=n), pref), query.k,
+            plan, results = collapsed_search(lambda n: planner.run(replace(query, k=n), pref), query.k,
                                              self.collection.catalog, self.settings.search.duplicate_threshold)
             plan = replace(plan, k=query.k)
         else:
-            plan, results = self.planner.run(query, pref)
+            plan, results = planner.run(query, pref)
         return SearchResponse(results, plan, notice_for(plan.best_relevance, self.settings.search.weak_relevance))
 
     def explain(self, query: Query) -> SearchResponse:

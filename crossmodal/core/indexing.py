@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.registry import canonical_ref, missing_tower_reason
 from crossmodal.errors import CollectionError
 from crossmodal.ingest.confine import Confinement
@@ -32,6 +31,10 @@ from crossmodal.storage.backends.base import check_backend
 from crossmodal.storage.catalog import Catalog, FileLink, FileState
 from crossmodal.storage.collection import Collection
 from crossmodal.storage.manifest import ModelInfo, backend_spec, new_backend_spec
+
+if TYPE_CHECKING:  # torch loads with the model, not with the core
+    from crossmodal.aligner.model import Aligner
+    from crossmodal.aligner.text_only import TextOnlyModel
 
 
 @dataclass
@@ -55,7 +58,7 @@ class IndexReport:
                 "counts": self.counts, "indexes": self.indexes}
 
 
-def model_info(aligner: Aligner, ref: str) -> ModelInfo:
+def model_info(aligner: Aligner | TextOnlyModel, ref: str) -> ModelInfo:
     """The model a collection records, tied to its exact weights: a checkpoint's SHA-256, or for
     pretrained weights used as they are, the weights file's SHA-256 or the open_clip tag (see
     `registry.pretrained_identity`). Local files and folders are kept as absolute paths."""

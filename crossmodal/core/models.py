@@ -11,9 +11,8 @@ other, and a model without a tower for some modality refuses queries and targets
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.registry import (
     OPEN_CLIP_EXAMPLE,
     list_aligner_configs,
@@ -27,6 +26,10 @@ from crossmodal.core.indexing import model_info
 from crossmodal.errors import CollectionError, QueryError
 from crossmodal.search.query import TARGETS, Query
 from crossmodal.storage.collection import Collection
+
+if TYPE_CHECKING:  # torch loads with the model, not with the core
+    from crossmodal.aligner.model import Aligner
+    from crossmodal.aligner.text_only import TextOnlyModel
 
 
 def available_models(open_clip: bool = False) -> dict[str, Any]:
@@ -94,7 +97,7 @@ def _weights(model: dict[str, Any]) -> str:
     return "; ".join(seen)
 
 
-def check_collection_model(coll: Collection, aligner: Aligner, ref: str | Path) -> None:
+def check_collection_model(coll: Collection, aligner: Aligner | TextOnlyModel, ref: str | Path) -> None:
     """Refuse ``aligner`` (loaded from ``ref``) for ``coll`` unless it is the very model its
     vectors come from: same checksum or tag, and for pretrained weights the same architecture."""
     info = model_info(aligner, str(ref))
@@ -124,7 +127,7 @@ def check_collection_model(coll: Collection, aligner: Aligner, ref: str | Path) 
             "--rebuild`") from None
 
 
-def check_query_modalities(query: Query, aligner: Aligner) -> None:
+def check_query_modalities(query: Query, aligner: Aligner | TextOnlyModel) -> None:
     """Refuse a query part to embed, or a target named on its own, of a modality the model has
     no tower for (searching every target is fine: that one index is simply empty)."""
     for part in query.parts:

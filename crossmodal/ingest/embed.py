@@ -13,11 +13,11 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from crossmodal.aligner.model import Aligner
 from crossmodal.aligner.open_clip_source import file_sha256
 from crossmodal.errors import CrossmodalError, DecodeError
 from crossmodal.ingest.chunk_text import TextChunk, chunk_text
@@ -28,6 +28,9 @@ from crossmodal.ingest.workers import OrderedProcessMap, batched, fork_context
 from crossmodal.items import NewItem, NewSegment, Skip
 from crossmodal.media import Waveform
 from crossmodal.settings import IngestSettings
+
+if TYPE_CHECKING:  # torch loads with the model, not with this module
+    from crossmodal.aligner.model import Aligner
 
 
 @dataclass

@@ -22,11 +22,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crossmodal.aligner.model import Aligner
 from crossmodal.errors import QueryError
 from crossmodal.search.calibration import CalibrationCache
 from crossmodal.search.query import Query, QueryPart, SearchResult
@@ -34,6 +33,10 @@ from crossmodal.search.rerank import Preference, mmr_order
 from crossmodal.search.scoring import mixed_order, score_candidates
 from crossmodal.settings import Settings
 from crossmodal.storage.collection import Collection
+
+if TYPE_CHECKING:  # torch loads with the model, not with the planner
+    from crossmodal.aligner.model import Aligner
+    from crossmodal.aligner.text_only import TextOnlyModel
 
 
 @dataclass
@@ -120,7 +123,7 @@ class EmbeddingCache:
 class Planner:
     """Plans and runs queries against one collection with its aligner."""
 
-    def __init__(self, collection: Collection, aligner: Aligner, settings: Settings) -> None:
+    def __init__(self, collection: Collection, aligner: Aligner | TextOnlyModel, settings: Settings) -> None:
         self.collection = collection
         self.aligner = aligner
         self.settings = settings
