@@ -153,6 +153,7 @@ class ClapAudioBackbone(nn.Module):
     """
 
     always_frozen = True  # its weights stay in CLAP's own files: training them would be lost
+    chunk = 16  # windows per encoder call: bounds memory whatever batch the caller hands over
 
     def __init__(self, cfg: ClapAudioCfg, bundle: ClapBundle) -> None:
         super().__init__()
@@ -184,8 +185,11 @@ class ClapAudioBackbone(nn.Module):
             raise ConfigError("the CLAP audio backbone is frozen: train its head with cached features "
                               "(`crossmodal train ... --freeze-backbones audio`)")
         clips = [w[:int(n)].detach().cpu().numpy() for w, n in zip(waves, lengths)]
-        inputs = self.feature_extractor(clips, sampling_rate=self.cfg.sample_rate, return_tensors="pt")
-        device = waves.device
-        pooled = self.clap["audio_model"](input_features=inputs["input_features"].to(device),
-                                          is_longer=inputs["is_longer"].to(device)).pooler_output
-        return F.normalize(self.clap["audio_projection"](pooled), dim=-1)
+        out = []
+        for start in range(0, len(clips), self.chunk):  # each 10 s window is a 1001x64 image to the encoder
+            inputs = self.feature_extractor(clips[start:start + self.chunk], sampling_rate=self.cfg.sample_rate,
+                                            return_tensors="pt")
+            pooled = self.clap["audio_model"](input_features=inputs["input_features"].to(waves.device),
+                                              is_longer=inputs["is_longer"].to(waves.device)).pooler_output
+            out.append(F.normalize(self.clap["audio_projection"](pooled), dim=-1))
+        return torch.cat(out) if out else waves.new_zeros((0, self.output_dim))

@@ -67,6 +67,9 @@ def test_a_sound_embeds_the_same_alone_as_in_a_batch_and_long_ones_in_windows(cl
     assert np.allclose(together[1].vectors, alone[0].vectors, atol=1e-5)
     assert [len(e.vectors) for e in together] == [1, 1, 4]  # 23 s in 10 s windows every 5 s
     assert together[2].ends[-1] == pytest.approx(23.0, abs=0.06)
+    aligner.tower("audio").backbone.chunk = 2  # the encoder sees at most two windows at a time
+    chunked = aligner.embed_audio([tone(1.0, 440), tone(0.3, 880), tone(23.0, 300)])
+    assert all(np.allclose(a.vectors, b.vectors, atol=1e-5) for a, b in zip(chunked, together))
 
 
 def test_a_checkpoint_keeps_the_head_and_names_the_clap_weights_it_needs(clap_folder, tmp_path):
