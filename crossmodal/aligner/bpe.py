@@ -11,11 +11,10 @@ package without importing it; `vocab_path` is None when it is not there.
 
 from __future__ import annotations
 
-import gzip
 import html
 import importlib.util
-import itertools
 import threading
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,28 @@ def available() -> bool:
     return vocab_path() is not None and all(importlib.util.find_spec(m) is not None for m in ("ftfy", "regex"))
 
 
+def read_merges(path: Path) -> list[str]:
+    """The merges open_clip uses: lines 2 to ``MERGES + 1`` of the gzip file, each "first second",
+    decompressed only as far as they go (the file holds five times as many). A file that is not
+    gzip, or holds fewer, raises ValueError."""
+    data = path.read_bytes()
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # the gzip container
+    text, lines = bytearray(), 0
+    try:
+        for start in range(0, len(data), 1 << 16):
+            piece = stream.decompress(data[start:start + (1 << 16)])
+            text += piece
+            lines += piece.count(b"\n")
+            if lines > MERGES:
+                break
+    except zlib.error as exc:
+        raise ValueError(f"{path}: not a gzip file ({exc})") from None
+    merges = bytes(text).split(b"\n", MERGES + 1)[1:MERGES + 1]
+    if len(merges) < MERGES or not merges[-1]:
+        raise ValueError(f"{path}: holds fewer than the {MERGES} merges open_clip uses")
+    return b"\n".join(merges).decode("utf-8").split("\n")
+
+
 def byte_symbols() -> dict[int, str]:
     """One printable character per byte value; the order of the dict is the order the
     vocabulary's first 256 ids take.
@@ -72,15 +93,14 @@ class BpeTokenizer:
     def __init__(self, path: Path, context_length: int) -> None:
         import regex
 
-        with gzip.open(path, "rt", encoding="utf-8") as handle:  # the header line, then the merges used
-            merges = [line.rstrip("\n") for line in itertools.islice(handle, 1, MERGES + 1)]
+        merges = read_merges(path)
         self.byte_symbol = byte_symbols()
         symbols = list(self.byte_symbol.values())
         # A merge is kept as its line, "first second" (no symbol holds a space): cheaper to load than
         # pairs, and a pair is looked up by the same text.
-        self.ranks: dict[str, int] = {merge: rank for rank, merge in enumerate(merges)}
+        self.ranks: dict[str, int] = dict(zip(merges, range(len(merges))))
         self.ids: dict[str, int] = {piece: i for i, piece in enumerate(symbols + [s + END_OF_WORD for s in symbols])}
-        self.ids.update({merge.replace(" ", ""): 2 * len(symbols) + rank for rank, merge in enumerate(merges)})
+        self.ids.update(zip([merge.replace(" ", "") for merge in merges], range(len(self.ids), len(self.ids) + MERGES)))
         self.ids.update({START: len(self.ids), END: len(self.ids) + 1})
         self.start_id, self.end_id = self.ids[START], self.ids[END]
         self.context_length = context_length

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,6 @@ from crossmodal.aligner.registry import OPEN_CLIP_PREFIX, resolve_checkpoint
 from crossmodal.aligner.text_numpy import HEAD_TYPES, NumpyTextTower, expected_shapes, supported_text_cfg
 from crossmodal.errors import CrossmodalError
 
-LOG = logging.getLogger(__name__)
 HEAVY_MODULES = ("torch", "open_clip")
 """Once either is imported the torch model costs little more, and is the one to use."""
 
@@ -121,11 +119,13 @@ def text_only_model(ref: str | Path) -> TextOnlyModel | None:
     path = vocab_path()
     if state is None or path is None:
         return None
+    try:
+        tokenizer = BpeTokenizer(path, backbone.text_cfg["context_length"])
+    except (OSError, ValueError):  # a vocabulary file open_clip's own tokenizer would fail on too
+        return None
     tower = NumpyTextTower(state, heads=backbone.text_cfg["heads"], layers=backbone.text_cfg["layers"],
                            head=head.type)
-    LOG.debug("text queries of %s run on numpy", folder)
-    return TextOnlyModel(cfg, folder, config, f"{cfg.name}@{sha[:12]}", tower,
-                         BpeTokenizer(path, backbone.text_cfg["context_length"]))
+    return TextOnlyModel(cfg, folder, config, f"{cfg.name}@{sha[:12]}", tower, tokenizer)
 
 
 def _text_weights(data: bytes, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray] | None:

@@ -5,6 +5,7 @@ for anything it does not compute exactly."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import shutil
@@ -126,3 +127,12 @@ def test_supported_text_settings():
                 {**base, "vocab_size": 1000}, {**base, "hf_model_name": "bert"}, {**base, "unknown": 1},
                 {"width": 64, "heads": 4, "layers": 2}, {**base, "layers": True}, {**base, "proj_bias": True}):
         assert not supported_text_cfg(bad), bad
+
+
+def test_a_vocabulary_file_that_is_not_open_clips_is_refused(tmp_path):
+    (tmp_path / "plain.txt.gz").write_bytes(b"not gzip at all\n" * 10)
+    short = tmp_path / "short.txt.gz"
+    short.write_bytes(gzip.compress(b"#version: 0.2\ni n\nt h\n"))
+    for path in (tmp_path / "plain.txt.gz", short):
+        with pytest.raises(ValueError, match="not a gzip file|fewer than"):
+            BpeTokenizer(path, 24)
