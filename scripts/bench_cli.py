@@ -35,6 +35,8 @@ import uuid
 from pathlib import Path
 
 HEAVY = ("torch", "open_clip", "torchaudio", "librosa", "transformers")
+PYTHON_ENTRY = ["-m", "crossmodal"]
+"""How Python runs crossmodal for the one run under ``-X importtime``."""
 QUERY_IMAGE = Path(__file__).resolve().parent.parent / "crossmodal" / "demo" / "corpus" / "images"
 
 
@@ -82,7 +84,7 @@ def one_shot(root: Path, runs: int, env: dict[str, str]) -> dict:
         times["search"].append(timed(search, env))
         times["import_torch"].append(timed(torch, env))
     options = search[len(crossmodal_command()):]
-    traced = subprocess.run([sys.executable, "-X", "importtime", "-m", "crossmodal", *options], env=env,
+    traced = subprocess.run([sys.executable, "-X", "importtime", *PYTHON_ENTRY, *options], env=env,
                             capture_output=True, text=True)
     imported = sorted({m.group(1).split(".")[0] for m in re.finditer(r"\|\s+([\w.]+)\s*$", traced.stderr, re.M)}
                       & set(HEAVY))
@@ -114,12 +116,13 @@ def serve_once(root: Path, env: dict[str, str]) -> dict:
     cmd = [*crossmodal_command(), "serve", "--collection", "demo", "--root", str(root), "--host", "127.0.0.1",
            "--port", "0", "-q"]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         found = re.search(r"(http://[\d.]+:\d+)/", line)
         if not found:
-            raise SystemExit(f"the server did not start: {line!r}")
+            raise SystemExit(f"the server did not start: {line!r}\n{proc.stderr.read()[-3000:]}")
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
         threading.Thread(target=proc.stdout.read, daemon=True).start()
         base = found.group(1)
         while True:
