@@ -118,6 +118,17 @@ class SearchSettings:
     """Least cosine of two items' content fingerprints (12x12 grey thumbnails, 32x12 sound
     energy maps) for them to count as copies; measured by scripts/bench_duplicates.py
     (docs/search.md, "Near-duplicates")."""
+    text_tower: str = "int8"
+    """How a query's text is embedded (indexing always uses the model as it is): ``int8``
+    quantises the text tower's Linear layers once, at load, which measured 8x faster than the
+    model's own forward with vectors within the bounds in docs/performance.md; ``fp32`` keeps
+    the model's weights (the same vectors to rounding). Both skip the padding positions and
+    batch concurrent queries (`aligner.fast_text`)."""
+    torch_threads: int = 1
+    """Torch threads for the model in a serving process (0: torch's default, all cores). A query
+    is one small forward and concurrent queries run in threads of their own; measured on 2 busy
+    cores, one query text took 17 ms through the int8 tower with 1 thread and 154 ms with 2
+    (docs/performance.md, "Query latency")."""
     faiss_threads: int = 1
     """OpenMP threads for FAISS searches in a serving process. One query runs on one thread
     anyway, and on a busy machine extra threads spin and wait: measured on 2 cores under load,

@@ -3,7 +3,7 @@
 Front ends (CLI, HTTP server, demo) import from here and from the base modules only.
 """
 
-from crossmodal.core.engine import Engine, RemoveReport, SearchResponse, set_search_threads
+from crossmodal.core.engine import Engine, RemoveReport, SearchResponse, set_model_threads, set_search_threads
 from crossmodal.core.indexing import IndexReport
 from crossmodal.core.item_media import ItemMedia
 from crossmodal.search.planner import Plan
@@ -24,5 +24,5 @@ from crossmodal.storage.filters import Filters
 __all__ = [
     "FEEDBACK_EVENTS", "MAX_USER_CHARS", "QUERY_FIELDS", "TARGETS", "Engine", "Filters", "IndexReport", "ItemMedia",
     "Plan", "Query", "QueryPart", "RemoveReport", "SearchResponse", "SearchResult", "collection_folder",
-    "parse_targets", "query_from_fields", "set_search_threads",
+    "parse_targets", "query_from_fields", "set_model_threads", "set_search_threads",
 ]

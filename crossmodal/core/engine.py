@@ -19,6 +19,7 @@ query may not need torch at all (`core.query_model`).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -57,6 +58,20 @@ def set_search_threads(threads: int) -> int:
     from crossmodal.storage.backends.faiss_search import set_threads
 
     return set_threads(threads)
+
+
+def set_model_threads(threads: int) -> None:
+    """Torch threads for model forwards in this process (0: torch's default, all cores). A
+    process-wide setting, for a front end that owns the process: before torch is imported it is
+    set through the environment torch reads at import, so a server whose model loads later does
+    not import torch early for it."""
+    if threads <= 0:
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
 
 
 @dataclass
@@ -202,6 +217,7 @@ class Engine:
         for name in self.collection.manifest["indexes"]:
             self.collection.index(name)
         planner.calibrations.get(self.collection)  # an older collection's calibration, computed now
+        planner.text_encoder()  # query text tower (int8 is quantised here), not on the first request
         return self
 
     def counts(self) -> dict[str, int]:

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -131,6 +132,23 @@ class Planner:
         self._filter_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
         self._filter_lock = threading.Lock()
         self.calibrations = CalibrationCache()
+        self._text_encoder: Any = None  # fast_text.QueryTextEncoder of self.aligner, once built
+        self._text_encoder_lock = threading.Lock()
+
+    def text_encoder(self) -> Any:
+        """The query text encoder (`aligner.fast_text`, ``[search] text_tower``) of the torch model
+        the planner holds, built on first use (a server builds it at load); None for a model
+        without torch (`aligner.text_only`), which embeds texts itself."""
+        torch = sys.modules.get("torch")  # a torch model means torch is imported already
+        aligner = self.aligner
+        if torch is None or not isinstance(aligner, torch.nn.Module):
+            return None
+        with self._text_encoder_lock:
+            if self._text_encoder is None or self._text_encoder.aligner is not aligner:
+                from crossmodal.aligner.fast_text import QueryTextEncoder
+
+                self._text_encoder = QueryTextEncoder(aligner, self.settings.search.text_tower)
+            return self._text_encoder
 
     def embed_part(self, part: QueryPart) -> np.ndarray:
         """The part's vector in the shared space."""
@@ -144,7 +162,8 @@ class Planner:
         if cached is not None:
             return cached
         if part.modality == "text":
-            vec = self.aligner.embed_texts([part.text])[0]
+            encoder = self.text_encoder()
+            vec = (encoder or self.aligner).embed_texts([part.text])[0]
         elif part.media is None:
             raise QueryError(f"{part.modality}: the file {part.describe()} must be decoded before planning")
         elif part.modality == "image":

@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Callable
 
-from crossmodal.core import Engine, set_search_threads
+from crossmodal.core import Engine, set_model_threads, set_search_threads
 from crossmodal.errors import ConfigError
 from crossmodal.server.access import is_loopback
 from crossmodal.server.app import create_app, server_token
@@ -75,6 +75,7 @@ def serve(engine: Engine, settings: Settings, host: str = "127.0.0.1", port: int
                           f"give a token (--token, CROSSMODAL_TOKEN or [server] token), or pass --insecure-no-token "
                           f"if something else guards the address")
     set_search_threads(settings.search.faiss_threads)
+    set_model_threads(settings.search.torch_threads)
     engine.load(wait=False)  # text queries answer at once; the model loads meanwhile where that is possible
     app = create_app(engine, settings, host=host)
     # Bodies up to 4x the upload limit reach Flask, which answers 413 with a JSON error; waitress
