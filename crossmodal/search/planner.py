@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crossmodal.aligner.text_only import TextOnlyModel
 from crossmodal.errors import QueryError
 from crossmodal.search.calibration import CalibrationCache
 from crossmodal.search.query import Query, QueryPart, SearchResult
@@ -37,7 +38,6 @@ from crossmodal.storage.collection import Collection
 
 if TYPE_CHECKING:  # torch loads with the model, not with the planner
     from crossmodal.aligner.model import Aligner
-    from crossmodal.aligner.text_only import TextOnlyModel
 
 
 @dataclass
@@ -139,8 +139,10 @@ class Planner:
         """The query text encoder (`aligner.fast_text`, ``[search] text_tower``) of the torch model
         the planner holds, built on first use (a server builds it at load); None for a model
         without torch (`aligner.text_only`), which embeds texts itself."""
-        torch = sys.modules.get("torch")  # a torch model means torch is imported already
         aligner = self.aligner
+        if isinstance(aligner, TextOnlyModel):  # torch may be half imported now, by the model loading behind it
+            return None
+        torch = sys.modules.get("torch")  # a torch model means torch is imported already
         if torch is None or not isinstance(aligner, torch.nn.Module):
             return None
         with self._text_encoder_lock:
