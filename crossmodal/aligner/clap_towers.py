@@ -80,9 +80,10 @@ def resolve_clap_folder(ref: str, revision: str | None = None) -> tuple[Path, st
     try:
         folder = Path(snapshot_download(ref, revision=revision, allow_patterns=[f"*{s}" for s in IDENTITY_SUFFIXES]))
     except Exception as exc:  # the hub client raises many kinds; each means "not available"
+        reason = " ".join(str(exc).split())  # one line: the hub's messages span several
         raise CheckpointError(
             f"cannot fetch CLAP {ref!r}{f' at revision {revision}' if revision else ''} from the Hugging Face hub "
-            f"({type(exc).__name__}: {exc}); a hub id is downloaded on first use, so that needs the network once "
+            f"({type(exc).__name__}: {reason}); a hub id is downloaded on first use, so that needs the network once "
             "(offline, give a local folder written by ClapModel.save_pretrained)") from None
     return folder, folder.name
 

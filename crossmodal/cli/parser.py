@@ -314,9 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = p.add_argument_group("bridge training")
     b.add_argument("--head", choices=["mlp", "linear"], default="mlp", help="bridge head (default: mlp)")
     b.add_argument("--hidden-dim", type=positive_int, default=1024, help="MLP head width (default: 1024)")
-    b.add_argument("--noise", type=float, default=0.5,
+    b.add_argument("--noise", type=float, default=1.0,
                    help="norm of the Gaussian noise added to each caption vector while training, to cover the gap "
-                        "between the audio-text model's text and audio vectors (default: 0.5)")
+                        "between the audio-text model's text and audio vectors (default: 1.0)")
     b.add_argument("--steps", type=positive_int, default=3000, help="optimiser steps (default: 3000)")
     b.add_argument("--batch-size", type=positive_int, default=256, help="captions per step (default: 256)")
     b.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 0.001)")

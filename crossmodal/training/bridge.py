@@ -57,7 +57,7 @@ class BridgeCfg:
 
     head: str = "mlp"
     hidden_dim: int = 1024
-    noise: float = 0.5  # expected norm of the Gaussian noise added to each unit source vector
+    noise: float = 1.0  # expected norm of the Gaussian noise added to each unit source vector
     steps: int = 3000
     batch_size: int = 256
     lr: float = 1e-3
