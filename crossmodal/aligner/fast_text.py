@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -202,7 +203,7 @@ class QueryTextEncoder:
     """Embeds query texts with ``aligner``'s text tower, trimmed and batched (module docstring);
     ``mode`` is one of `TEXT_TOWER_MODES`. Safe to call from many threads."""
 
-    def __init__(self, aligner: nn.Module, mode: str = "fp32") -> None:
+    def __init__(self, aligner: nn.Module, mode: str = "fp32", lanes: int | None = None) -> None:
         if mode not in TEXT_TOWER_MODES:
             raise ConfigError(f"[search] text_tower must be one of {', '.join(TEXT_TOWER_MODES)}, not {mode!r}")
         self.aligner = aligner
@@ -221,7 +222,10 @@ class QueryTextEncoder:
         self._module = module
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
-        self._busy = False
+        self._running = 0
+        self.lanes = max(1, lanes or len(os.sched_getaffinity(0)))
+        """Forwards run at once: one a core, so that a one-thread forward (``[search] torch_threads``)
+        never leaves a core idle while queries wait."""
 
     def embed_now(self, texts: Sequence[str]) -> np.ndarray:
         """One normalised float32 vector per text, in one forward (no batching with other threads)."""
@@ -238,11 +242,12 @@ class QueryTextEncoder:
             self._queue.append(mine)
         while True:
             with self._cond:
-                while not mine.done and self._busy:
+                # wait while every lane is busy, or while this query is in a forward another thread runs
+                while not mine.done and (self._running >= self.lanes or not self._queue):
                     self._cond.wait()
                 if mine.done:
                     return self._outcome(mine)
-                self._busy = True  # this thread runs the next forward, for the queue's head
+                self._running += 1  # this thread runs the next forward, for the queue's head
                 batch, count = [], 0
                 while self._queue and (not batch or count + len(self._queue[0].texts) <= MAX_BATCH):
                     item = self._queue.pop(0)
@@ -252,7 +257,7 @@ class QueryTextEncoder:
                 self._run(batch)
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._running -= 1
                     self._cond.notify_all()
 
     def _run(self, batch: list[_Pending]) -> None:

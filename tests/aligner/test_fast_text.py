@@ -94,8 +94,9 @@ def test_rebuilt_attention_computes_what_torch_does() -> None:
         assert torch.allclose(want, got, atol=1e-5)
 
 
-def test_concurrent_queries_share_forwards_and_get_their_own_vectors(starter) -> None:
-    encoder = QueryTextEncoder(starter, "fp32")
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_concurrent_queries_share_forwards_and_get_their_own_vectors(starter, lanes) -> None:
+    encoder = QueryTextEncoder(starter, "fp32", lanes=lanes)
     want = {t: encoder.embed_now([t])[0] for t in TEXTS}
     got: dict[str, np.ndarray] = {}
     forwards = []
