@@ -83,8 +83,9 @@ def resolve_clap_folder(ref: str, revision: str | None = None) -> tuple[Path, st
         reason = " ".join(str(exc).split())  # one line: the hub's messages span several
         raise CheckpointError(
             f"cannot fetch CLAP {ref!r}{f' at revision {revision}' if revision else ''} from the Hugging Face hub "
-            f"({type(exc).__name__}: {reason}); a hub id is downloaded on first use, so that needs the network once "
-            "(offline, give a local folder written by ClapModel.save_pretrained)") from None
+            f"({type(exc).__name__}: {reason}), and there is no folder {path} here either; a hub id is downloaded on "
+            "first use, so that needs the network once (offline, give a local folder written by "
+            "ClapModel.save_pretrained)") from None
     return folder, folder.name
 
 
