@@ -150,6 +150,32 @@ class PersonalSettings:
 
 
 @dataclass(frozen=True)
+class RecommendSettings:
+    """How "for you" lists and "more like this" are made (docs/recommendation.md). Events weigh
+    as in ``[personal]`` (like, dislike, click)."""
+
+    collaborative: bool = True
+    """Use every user's feedback (implicit-feedback ALS) besides the user's own; off for a
+    single-user install, or to keep users' feedback from shaping each other's lists (the stored
+    model is then deleted)."""
+    factors: int = 16
+    """Latent factors per user and item of the collaborative model."""
+    regularization: float = 0.1
+    iterations: int = 15
+    alpha: float = 20.0
+    """Confidence of an observed pair: 1 + alpha * |net weight| (Hu, Koren and Volinsky 2008)."""
+    min_users: int = 2
+    """Fewer users with feedback than this fit no collaborative model (nothing to collaborate on)."""
+    user_history: float = 5.0
+    """c_u in the collaborative weight n_u / (n_u + c_u) * n_i / (n_i + c_i): how many liked items
+    a user needs before co-likes weigh half as much as they can."""
+    item_history: float = 3.0
+    """c_i in the same weight: how many users an item needs before its co-likes count half."""
+    mmr_lambda: float = 0.7
+    """Maximal marginal relevance of a list: 1.0 ranks by score alone, lower keeps it varied."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """The HTTP server: who may use it, and bounds on what one request may cost."""
 
@@ -195,6 +221,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     personal: PersonalSettings = field(default_factory=PersonalSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    recommend: RecommendSettings = field(default_factory=RecommendSettings)
 
     def updated(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some values changed, checked like a settings file's, e.g.

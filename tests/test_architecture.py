@@ -18,16 +18,17 @@ PARTS: dict[str, str] = {
     "crossmodal": "base", "crossmodal.errors": "base", "crossmodal.settings": "base", "crossmodal.media": "base",
     "crossmodal.items": "base",
     "crossmodal.aligner": "aligner", "crossmodal.ingest": "ingest", "crossmodal.storage": "storage",
-    "crossmodal.search": "search", "crossmodal.evaluation": "evaluation", "crossmodal.core": "core",
+    "crossmodal.search": "search", "crossmodal.evaluation": "evaluation",
+    "crossmodal.recommend": "recommend", "crossmodal.core": "core",
     "crossmodal.training": "training", "crossmodal.server": "server", "crossmodal.web": "server",
     "crossmodal.demo": "demo", "crossmodal.cli": "cli", "crossmodal.__main__": "cli",
 }
 LAYERS: dict[str, int] = {
-    "base": 0, "aligner": 1, "ingest": 2, "storage": 2, "search": 3, "evaluation": 3, "core": 4, "training": 4,
-    "server": 5, "demo": 5, "cli": 6,
+    "base": 0, "aligner": 1, "ingest": 2, "storage": 2, "search": 3, "evaluation": 3, "recommend": 3, "core": 4,
+    "training": 4, "server": 5, "demo": 5, "cli": 6,
 }
 FRONT_ENDS = {"server", "demo", "cli"}
-BELOW_THE_CORE = {"aligner", "ingest", "storage", "search"}
+BELOW_THE_CORE = {"aligner", "ingest", "storage", "search", "recommend"}
 
 # Imports allowed against the rules above, each with the reason docs/architecture.md gives.
 EXCEPTIONS: dict[tuple[str, str], str] = {}

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from crossmodal.cli import commands, duplicates, maintenance, model_commands
+from crossmodal.cli import commands, duplicates, maintenance, model_commands, recommend
 from crossmodal.cli.output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, warn
 from crossmodal.cli.parser import build_parser
 from crossmodal.errors import CrossmodalError
@@ -19,7 +19,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "feedback": commands.cmd_feedback, "user": commands.cmd_user, "remove": commands.cmd_remove,
     "migrate": commands.cmd_migrate, "serve": commands.cmd_serve, "train": model_commands.cmd_train,
     "eval": model_commands.cmd_eval, "models": model_commands.cmd_models, "check": maintenance.cmd_check,
-    "duplicates": duplicates.cmd_duplicates,
+    "duplicates": duplicates.cmd_duplicates, "recommend": recommend.cmd_recommend, "similar": recommend.cmd_similar,
 }
 
 

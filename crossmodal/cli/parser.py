@@ -233,6 +233,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default=None, help="user name")
     p.add_argument("--delete", action="store_true", help="delete the history after printing it")
 
+    p = command("recommend", "a ranked list for a user with no query: from their feedback (content), everyone's "
+                             "(collaborative), popularity, or a hybrid of them")
+    _collection_option(p)
+    p.add_argument("--user", required=True, help="user name (one without feedback gets popular, varied items)")
+    p.add_argument("-k", type=positive_int, default=10, help="number of results (default: 10)")
+    p.add_argument("--target", default=None, metavar="T,...",
+                   help="item modalities to recommend: image, audio, text (default: all three)")
+    p.add_argument("--method", choices=["hybrid", "content", "collaborative", "popular"], default="hybrid",
+                   help="where scores come from (default: hybrid)")
+    p.add_argument("--include-rated", action="store_true", help="keep items the user already reacted to")
+    p.add_argument("--explain", action="store_true", help="print each result's source scores")
+    p.add_argument("--refit", action="store_true", help="refit the collaborative model now")
+
+    p = command("similar", "more like this: the items of every modality nearest to one item")
+    _collection_option(p)
+    p.add_argument("--item", required=True, type=positive_int, metavar="ID", help="item id, as search prints it")
+    p.add_argument("-k", type=positive_int, default=10, help="number of results (default: 10)")
+    p.add_argument("--target", default=None, metavar="T,...",
+                   help="modalities to return: image, audio, text, or joint (default: all three)")
+    p.add_argument("--user", default=None, help="personalise with this user's feedback (default: nobody)")
+    p.add_argument("--explain", action="store_true", help="print each result's score parts")
+
     p = command("remove", "remove items from a collection by id or by path")
     _collection_option(p)
     p.add_argument("ids", nargs="*", type=positive_int, metavar="ID", help="item ids (same as --item)")

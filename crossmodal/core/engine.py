@@ -34,12 +34,13 @@ from crossmodal.core.item_media import ItemMedia, item_media, thumbnail_png
 from crossmodal.core.models import check_collection_model, check_query_modalities
 from crossmodal.core.query_inputs import decode_query
 from crossmodal.core.query_model import ModelSlot
+from crossmodal.core.recommending import Recommender, RecommendResponse, check_k, similar_query, without_item
 from crossmodal.errors import CrossmodalError, NotFoundError, QueryError, StorageError
 from crossmodal.items import Root
 from crossmodal.search.calibration import compute_calibration, notice_for
 from crossmodal.search.duplicates import DuplicateGroup, collapsed_search, duplicate_groups
 from crossmodal.search.planner import Plan, Planner
-from crossmodal.search.query import Query, SearchResult, check_user, item_id_from
+from crossmodal.search.query import MAX_K, Query, SearchResult, check_user, item_id_from
 from crossmodal.search.rerank import preference_vector
 from crossmodal.settings import DEFAULT_COLLECTION, DEFAULT_ROOT, Settings, load_settings
 from crossmodal.storage.collection import Collection, clear_collection, collection_folder
@@ -121,6 +122,7 @@ class Engine:
         self._models = ModelSlot(collection, settings, model, aligner)
         self._media_gate = threading.BoundedSemaphore(max(1, settings.search.max_concurrent_media))
         collection.calibrate = compute_calibration  # published with the indexes by every writer
+        self.recommender = Recommender(collection, settings)  # its collaborative model, `recommend`
 
     @classmethod
     def open(cls, collection: str | Path = DEFAULT_COLLECTION, *, root: str | Path = DEFAULT_ROOT,
@@ -343,12 +345,38 @@ class Engine:
         return self.collection.feedback.add(check_user(user), item_id_from(item_id), event)
 
     def export_user(self, user: str) -> dict[str, Any]:
-        """Everything stored about a user."""
-        return self.collection.feedback.export(check_user(user))
+        """Everything stored about a user: their events and their collaborative model row."""
+        out = self.collection.feedback.export(check_user(user))
+        out["collaborative"] = self.recommender.stored_about(user)
+        return out
 
     def delete_user(self, user: str) -> int:
-        """Forget a user's history; their next query is neutral again. Returns events deleted."""
-        return self.collection.feedback.delete_user(check_user(user))
+        """Forget a user's history (their next query is neutral again) and drop a stored collaborative
+        model that holds them (the next list refits without them). Returns events deleted."""
+        deleted = self.collection.feedback.delete_user(check_user(user))
+        self.recommender.forget(user)
+        return deleted
+
+    # Recommendation (docs/recommendation.md).
+    def recommend(self, user: str, k: int = 10, targets: str | Sequence[str] | None = None, *,
+                  include_rated: bool = False, explain: bool = False, method: str = "hybrid",
+                  refit: bool = False, max_k: int = MAX_K) -> RecommendResponse:
+        """A "for you" list for ``user`` with no query, by ``method`` (content, collaborative, popular or
+        hybrid: `core.recommending`), items they reacted to left out unless ``include_rated``."""
+        self.collection.refresh()
+        return self.recommender.recommend(user, k, targets, include_rated, explain, method, refit, max_k)
+
+    def similar(self, item_id: int | str, k: int = 10, targets: str | Sequence[str] | None = None, *,
+                user: str | None = None, explain: bool = False, max_k: int = MAX_K) -> SearchResponse:
+        """"More like this": a search with the item's own stored vector as the query (so scores
+        are calibrated relevance), over every target, the item itself left out; personalised
+        when ``user`` has history (`core.recommending.similar_query`)."""
+        item_id, k = item_id_from(item_id), check_k(k, max_k)
+        self.collection.refresh()
+        query = similar_query(self.collection.catalog, self._item_or_error(item_id), k, targets, user, explain)
+        response = self.search(query)
+        response.results = without_item(response.results, item_id, k)
+        return response
 
     # Items.
     def item(self, item_id: int) -> dict[str, Any] | None:

@@ -202,3 +202,31 @@ def user_history(user: str):
 @api.delete("/users/<user>/feedback")
 def delete_history(user: str):
     return jsonify(user=user, deleted=_engine().delete_user(_own_history(user)))
+
+
+@api.get("/recommend")
+def recommend():
+    """A "for you" list for the request's user (or the one named, with the token)."""
+    args = request.args
+    response = _engine().recommend(
+        _acting_user(args.get("user")), args.get("k", "10"), args.get("targets") or args.get("target"),
+        include_rated=args.get("include_rated", "false"), explain=args.get("explain", "false"),
+        method=args.get("method", "hybrid"), max_k=_settings().server.max_k)
+    roots = _engine().roots()
+    response.results = [replace(r, uri=_shown_uri(r.uri, roots)) for r in response.results]
+    return jsonify(response.as_dict())
+
+
+@api.get("/items/<int:item_id>/similar")
+def similar(item_id: int):
+    """"More like this": the nearest items of every modality, personalised for the request's user."""
+    args = request.args
+    explain = args.get("explain", "false")
+    response = _engine().similar(_item_id(item_id), args.get("k", "10"), args.get("targets") or args.get("target"),
+                                 user=_acting_user(args.get("user")), explain=explain,
+                                 max_k=_settings().server.max_k)
+    roots = _engine().roots()
+    response.results = [replace(r, uri=_shown_uri(r.uri, roots),
+                                copies=[{**c, "uri": _shown_uri(c["uri"], roots)} for c in r.copies])
+                        for r in response.results]
+    return jsonify(response.as_dict(explain=explain.strip().lower() in ("true", "1", "yes", "on")))

@@ -64,6 +64,34 @@ def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
                 "parameters": [item_id, {"name": "size", "in": "query",
                                          "schema": {"type": "integer", "minimum": 16, "maximum": 1024}}],
                 "responses": {"200": {"description": "PNG", "content": {"image/png": {}}}, **_errors(400, 404, 422)}}},
+            "/api/recommend": {"get": {
+                "summary": "A \"for you\" list for the request's user with no query (another user needs the token)",
+                "parameters": [
+                    {"name": "user", "in": "query", "schema": {"type": "string", "maxLength": 200},
+                     "description": "default: the browser's own user id"},
+                    {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 10}},
+                    {"name": "targets", "in": "query", "schema": {"type": "string"},
+                     "description": "item modalities: image, audio, text (comma-separated; default all)"},
+                    {"name": "method", "in": "query", "schema": {
+                        "type": "string", "enum": ["hybrid", "content", "collaborative", "popular"],
+                        "default": "hybrid"}},
+                    {"name": "include_rated", "in": "query", "schema": {"type": "boolean", "default": False},
+                     "description": "keep items the user already reacted to"},
+                    {"name": "explain", "in": "query", "schema": {"type": "boolean", "default": False},
+                     "description": "each result's source scores"}],
+                "responses": {"200": {"description": "the list", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/RecommendResponse"}}}}, **_errors(400, 403)}}},
+            "/api/items/{item_id}/similar": {"get": {
+                "summary": "More like this: the items of every modality nearest to one item, personalised for "
+                           "the request's user",
+                "parameters": [item_id,
+                               {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 10}},
+                               {"name": "targets", "in": "query", "schema": {"type": "string"},
+                                "description": "image, audio, text (comma-separated) or joint; default all three"},
+                               {"name": "user", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+                               {"name": "explain", "in": "query", "schema": {"type": "boolean", "default": False}}],
+                "responses": {"200": {"description": "results", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/SearchResponse"}}}}, **_errors(400, 403, 404)}}},
             "/api/feedback": {"post": {
                 "summary": "Record a like, dislike or click; it shapes the user's next search",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -108,6 +136,17 @@ def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
                 "copies": {"type": "array", "description": "near-duplicates shown with this result, best first",
                            "items": {"type": "object", "properties": {
                                "id": {"type": "integer"}, "uri": {"type": "string"}, "score": {"type": "number"}}}}}},
+            "RecommendResponse": {"type": "object", "properties": {
+                "user": {"type": "string"}, "method": {"type": "string", "description": "the method asked for"},
+                "used": {"type": "string", "description": "what ranked the list (a user with no history: popular)"},
+                "history": {"type": "integer", "description": "items the user liked or clicked"},
+                "model": {"type": "object", "description": "the collaborative model: on, fitted, users, items"},
+                "results": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "modality": {"type": "string"}, "uri": {"type": "string"},
+                    "score": {"type": "number", "description": "in [0, 1]"}, "label": {"type": ["string", "null"]},
+                    "text": {"type": ["string", "null"]},
+                    "sources": {"type": "object", "description": "content, collaborative, popularity and the "
+                                                                "collaborative weight (explain)"}}}}}},
             "SearchResponse": {"type": "object", "properties": {
                 "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
                 "best_relevance": {"type": ["number", "null"],

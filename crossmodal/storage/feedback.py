@@ -41,6 +41,13 @@ class FeedbackStore:
             "SELECT f.item_id, f.event, f.ts FROM feedback f JOIN users u ON u.id = f.user_id "
             "WHERE u.name=? ORDER BY f.ts, f.id", (user,))]
 
+    def all_events(self) -> list[tuple[str, int, str, float]]:
+        """Every user's events, in time order: (user, item id, event, timestamp). What a
+        collaborative model is fitted on; a deleted user's rows are gone from it at once."""
+        return [(str(u), int(i), e, float(t)) for u, i, e, t in self.db.execute(
+            "SELECT u.name, f.item_id, f.event, f.ts FROM feedback f JOIN users u ON u.id = f.user_id "
+            "ORDER BY f.ts, f.id")]
+
     def export(self, user: str) -> dict:
         """Everything stored about a user, as JSON-ready data."""
         return {"user": user, "events": [{"item": item, "event": event, "ts": ts}

@@ -1,0 +1,257 @@
+"""Recommendation for the engine: "for you" lists (`Recommender.recommend`) and the collaborative
+model behind them, kept in the collection folder and refitted when the feedback changed.
+
+The parts live in `crossmodal.recommend` (interactions, ALS, the blend); this module joins them
+with the collection's item vectors, the user's preference vector (`search.rerank`) and MMR.
+See docs/recommendation.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from crossmodal.errors import NotFoundError, QueryError
+from crossmodal.recommend.collaborative import MODEL_FILE, ALSParams, CollaborativeModel, fit_als
+from crossmodal.recommend.hybrid import METHODS, blend_scores, history_of
+from crossmodal.recommend.interactions import Interactions
+from crossmodal.search.query import MAX_K, TARGETS, Query, QueryPart, SearchResult, check_user, parse_targets
+from crossmodal.search.rerank import mmr_order, preference_vector
+from crossmodal.settings import Settings
+from crossmodal.storage.catalog import Catalog
+from crossmodal.storage.collection import Collection
+
+LOG = logging.getLogger(__name__)
+SHORTLIST = 20
+"""Candidates per requested result that MMR chooses among (the best by score)."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item: what it is, where, its final score in [0, 1] and, on request, each
+    source's part of it (content, collaborative, popularity, the collaborative weight)."""
+
+    id: int
+    modality: str
+    uri: str
+    score: float
+    label: str | None
+    text: str | None
+    sources: dict[str, float | None] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.sources is None:
+            out.pop("sources")
+        return out
+
+
+@dataclass
+class RecommendResponse:
+    """A "for you" list: ``method`` asked for, ``used`` what ranked it (a cold-start user asking
+    for hybrid gets popular), and the collaborative model's state (``model``)."""
+
+    results: list[Recommendation]
+    user: str
+    method: str
+    used: str
+    history: int
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"user": self.user, "method": self.method, "used": self.used, "history": self.history,
+                "model": self.model, "results": [r.as_dict() for r in self.results]}
+
+
+def check_k(k: Any, max_k: int = MAX_K) -> int:
+    """A result count: an integer from 1 to ``max_k`` (a string of digits from a query string)."""
+    if isinstance(k, str) and k.strip().isdigit():
+        k = int(k)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+        raise QueryError(f"k: must be an integer from 1 to {max_k}, got {k!r}")
+    return k
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """A yes/no option: a bool, or from a query string true/false, 1/0, yes/no (empty: no)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise QueryError(f"{name}: expected true or false, got {str(value)[:40]!r}")
+
+
+def check_method(method: Any) -> str:
+    if method not in METHODS:
+        raise QueryError(f"method: {method!r} is not one of {list(METHODS)}")
+    return method
+
+
+def check_modalities(targets: Any) -> tuple[str, ...]:
+    """Item modalities to recommend (text, image, audio; plurals accepted); default all."""
+    names = parse_targets(targets)
+    if names == ("joint",):
+        raise QueryError("targets: recommendations are items of text, image or audio; 'joint' is a search index")
+    return names
+
+
+class Recommender:
+    """The collaborative model of one collection and the "for you" lists made with it. Shared by
+    an engine's threads: the model is fitted under a lock, once per change of the feedback."""
+
+    def __init__(self, collection: Collection, settings: Settings) -> None:
+        self.collection = collection
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._model: CollaborativeModel | None = None
+        self._vectors: tuple[int, np.ndarray, np.ndarray, dict[int, dict]] | None = None
+
+    @property
+    def params(self) -> ALSParams:
+        r = self.settings.recommend
+        return ALSParams(r.factors, r.regularization, r.iterations, r.alpha)
+
+    def interactions(self) -> Interactions:
+        """Every user's feedback, as the collaborative model and popularity see it."""
+        p = self.settings.personal
+        return Interactions.from_events(self.collection.feedback.all_events(),
+                                        {"like": p.like, "dislike": p.dislike, "click": p.click})
+
+    def model(self, interactions: Interactions | None = None, refit: bool = False) -> CollaborativeModel | None:
+        """The collaborative model fitted on the feedback as it is now: the stored one when its
+        fingerprint matches, else fitted and stored. None when `[recommend] collaborative` is off
+        (any stored model is then deleted) or too few users have feedback."""
+        path = self.collection.folder / MODEL_FILE
+        if not self.settings.recommend.collaborative:
+            path.unlink(missing_ok=True)
+            self._model = None
+            return None
+        interactions = interactions if interactions is not None else self.interactions()
+        with self._lock:
+            if len(interactions.users) < max(self.settings.recommend.min_users, 1):
+                path.unlink(missing_ok=True)
+                self._model = None
+                return None
+            fingerprint = interactions.fingerprint()
+            model = self._model
+            if model is None or model.fingerprint != fingerprint or refit:
+                model = None if refit else CollaborativeModel.load(self.collection.folder)
+                if model is None or model.fingerprint != fingerprint or model.params != self.params:
+                    model = fit_als(interactions, self.params)
+                    model.save(self.collection.folder)
+                    LOG.info("fitted the collaborative model on %d pairs of %d users", len(interactions),
+                             len(interactions.users))
+                self._model = model
+            return model
+
+    def forget(self, user: str) -> bool:
+        """Drop the stored model when it holds ``user`` (deleted): nothing of them stays on disk,
+        and the next list refits without them. Returns whether it did."""
+        with self._lock:
+            model = self._model or CollaborativeModel.load(self.collection.folder)
+            if model is None or not model.knows(user):
+                return False
+            (self.collection.folder / MODEL_FILE).unlink(missing_ok=True)
+            self._model = None
+            return True
+
+    def stored_about(self, user: str) -> dict[str, Any]:
+        """What the stored collaborative model holds about ``user`` (for an export)."""
+        model = CollaborativeModel.load(self.collection.folder)
+        factors = model.user_vector(user) if model is not None else None
+        return {"in_model": factors is not None, "factors": factors}
+
+    def _items(self) -> tuple[np.ndarray, np.ndarray, dict[int, dict]]:
+        """(item ids, one unit vector per item, filter fields per item), cached per catalog generation."""
+        catalog = self.collection.catalog
+        generation = catalog.generation
+        cached = self._vectors
+        if cached is not None and cached[0] == generation:
+            return cached[1], cached[2], cached[3]
+        fields = catalog.filter_fields()
+        vectors = catalog.item_vectors(list(fields))
+        ids = np.array(sorted(vectors), dtype=np.int64)
+        dim = catalog.dim or 0
+        matrix = np.stack([vectors[int(i)] for i in ids]) if len(ids) else np.zeros((0, dim), dtype=np.float32)
+        self._vectors = (generation, ids, matrix, fields)
+        return ids, matrix, fields
+
+    def recommend(self, user: Any, k: Any = 10, targets: Any = None, include_rated: bool = False,
+                  explain: bool = False, method: Any = "hybrid", refit: bool = False,
+                  max_k: int = MAX_K) -> RecommendResponse:
+        """A ranked list for ``user`` with no query (see `Engine.recommend`)."""
+        user, k, method = check_user(user), check_k(k, max_k), check_method(method)
+        modalities = check_modalities(targets)
+        include_rated, explain = check_flag(include_rated, "include_rated"), check_flag(explain, "explain")
+        interactions = self.interactions()
+        model = self.model(interactions, refit=refit) if method in ("hybrid", "collaborative") or refit else None
+        ids, matrix, fields = self._items()
+        keep = np.array([fields[int(i)]["modality"] in modalities for i in ids], dtype=bool)
+        rated = {item for item, _, _ in self.collection.feedback.events(user)}
+        if not include_rated and rated:
+            keep &= ~np.isin(ids, np.fromiter(rated, dtype=np.int64, count=len(rated)))
+        ids, matrix = ids[keep], matrix[keep]
+        item_modality = np.array([fields[int(i)]["modality"] for i in ids])
+        pref = preference_vector(self.collection.feedback, self.collection.catalog, user, self.settings.personal)
+        content = matrix @ pref.vector if pref.active and method in ("hybrid", "content") and len(ids) else None
+        cf = model.scores(user, ids) if model is not None else None
+        history = interactions.user_counts().get(user, 0)
+        s = self.settings.recommend
+        scores = blend_scores(method, content, item_modality, cf, history_of(ids, interactions.item_counts()),
+                              history, s.user_history, s.item_history)
+        shortlist = np.argsort(-scores.final, kind="stable")[:max(k * SHORTLIST, k)]
+        order = [int(shortlist[i]) for i in mmr_order(scores.final[shortlist], matrix[shortlist], k, s.mmr_lambda)]
+        results = []
+        for row in order:
+            item = int(ids[row])
+            meta = fields[item]["meta"]
+            sources = None
+            if explain:
+                sources = {name: None if not np.isfinite(v[row]) else round(float(v[row]), 6) for name, v in (
+                    ("content", scores.content), ("collaborative", scores.collaborative),
+                    ("popularity", scores.popularity), ("cf_weight", scores.cf_weight))}
+            results.append(Recommendation(item, fields[item]["modality"], fields[item]["uri"],
+                                          round(float(scores.final[row]), 6), meta.get("label"),
+                                          self._text(item, fields[item]), sources))
+        state = {"collaborative": self.settings.recommend.collaborative, "fitted": model is not None,
+                 "users": len(model.users) if model is not None else 0,
+                 "items": len(model.items) if model is not None else 0}
+        return RecommendResponse(results, user, method, scores.used, history, state)
+
+    def _text(self, item: int, fields: dict) -> str | None:
+        """A text item's text (its first segment), else its caption, if any."""
+        if fields["modality"] != "text":
+            return fields["meta"].get("caption")
+        found = self.collection.catalog.item(item)
+        segments = [s["text"] for s in (found or {}).get("segments", []) if s.get("text")]
+        return segments[0] if segments else None
+
+
+def similar_query(catalog: Catalog, item: dict[str, Any], k: int, targets: Any, user: str | None,
+                  explain: bool) -> Query:
+    """The search that finds items like ``item``: its stored vector (fused if it has one, else
+    the mean of its vectors) as a part of its own modality, so every target is scored in its own
+    calibrated direction, and one more result than asked (the item finds itself first)."""
+    vector = catalog.item_vectors([item["id"]]).get(item["id"])
+    if vector is None:
+        raise NotFoundError(f"item {item['id']}: it has no sound vector to compare with (see `crossmodal check`)")
+    return Query((QueryPart(item["modality"], vector=vector),), targets=TARGETS if targets is None else targets,
+                 k=min(k + 1, MAX_K), user=user or None, explain=check_flag(explain, "explain"))
+
+
+def without_item(results: list[SearchResult], item_id: int, k: int) -> list[SearchResult]:
+    """``results`` without the item itself (as a result or as a listed copy), at most ``k``."""
+    return [replace(r, copies=[c for c in r.copies if c.get("id") != item_id])
+            for r in results if r.id != item_id][:k]
+
+
+__all__: Sequence[str] = ["Recommendation", "RecommendResponse", "Recommender", "check_flag", "check_k",
+                          "similar_query", "without_item"]
