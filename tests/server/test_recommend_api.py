@@ -12,6 +12,7 @@ from crossmodal.core import Engine
 from crossmodal.server import create_app
 from crossmodal.settings import Settings
 
+
 @pytest.fixture(scope="module")
 def engine(demo_collection, tmp_path_factory):
     folder = shutil.copytree(demo_collection, tmp_path_factory.mktemp("rec-api") / "coll")
