@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from crossmodal.errors import NotFoundError, QueryError
+from crossmodal.errors import NotFoundError, QueryError, StorageError
 from crossmodal.recommend.collaborative import MODEL_FILE, ALSParams, CollaborativeModel, fit_als
 from crossmodal.recommend.hybrid import METHODS, blend_scores, history_of
 from crossmodal.recommend.interactions import Interactions
@@ -143,7 +143,7 @@ class Recommender:
             fingerprint = interactions.fingerprint()
             model = self._model
             if model is None or model.fingerprint != fingerprint or refit:
-                model = None if refit else CollaborativeModel.load(self.collection.folder)
+                model = None if refit else self._stored()
                 if model is None or model.fingerprint != fingerprint or model.params != self.params:
                     model = fit_als(interactions, self.params)
                     model.save(self.collection.folder)
@@ -152,20 +152,34 @@ class Recommender:
                 self._model = model
             return model
 
+    def _stored(self) -> CollaborativeModel | None:
+        """The stored model; a damaged one is derived data, so it is refitted rather than refused."""
+        try:
+            return CollaborativeModel.load(self.collection.folder)
+        except StorageError as exc:
+            LOG.warning("%s; fitting it again", exc)
+            return None
+
     def forget(self, user: str) -> bool:
-        """Drop the stored model when it holds ``user`` (deleted): nothing of them stays on disk,
-        and the next list refits without them. Returns whether it did."""
+        """Drop the stored model when it holds ``user`` (deleted), or when it cannot be read to
+        tell: nothing of them stays on disk, and the next list refits without them. Returns
+        whether it did."""
         with self._lock:
-            model = self._model or CollaborativeModel.load(self.collection.folder)
-            if model is None or not model.knows(user):
-                return False
-            (self.collection.folder / MODEL_FILE).unlink(missing_ok=True)
-            self._model = None
-            return True
+            path = self.collection.folder / MODEL_FILE
+            try:
+                stored = CollaborativeModel.load(self.collection.folder)
+                held = stored is not None and stored.knows(user)
+            except StorageError:
+                held = True
+            if held:
+                path.unlink(missing_ok=True)
+            if held or (self._model is not None and self._model.knows(user)):
+                self._model = None
+            return held
 
     def stored_about(self, user: str) -> dict[str, Any]:
         """What the stored collaborative model holds about ``user`` (for an export)."""
-        model = CollaborativeModel.load(self.collection.folder)
+        model = self._stored()
         factors = model.user_vector(user) if model is not None else None
         return {"in_model": factors is not None, "factors": factors}
 

@@ -174,3 +174,15 @@ def test_similar_finds_items_of_every_modality_and_leaves_the_item_out(folder):
             engine.similar(999999)
         with pytest.raises(QueryError, match="k"):
             engine.similar(item, k=0)
+
+
+def test_a_damaged_model_file_is_fitted_again_and_deleted_with_a_user(folder):
+    with engine_for(folder) as engine:
+        collaborative_world(engine)
+        (folder / MODEL_FILE).write_bytes(b"garbage")
+        assert engine.recommend("ana", k=3).model["fitted"]
+        assert "eve" in CollaborativeModel.load(folder).users
+    with engine_for(folder) as engine:
+        (folder / MODEL_FILE).write_bytes(b"garbage")
+        engine.delete_user("bg0")  # cannot tell whether it holds bg0: it goes
+        assert not (folder / MODEL_FILE).exists()
