@@ -191,6 +191,12 @@ def quantise_int8(module: nn.Module) -> nn.Module:
         return quantize_dynamic(copied, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
+def check_mode(mode: str) -> None:
+    """ConfigError unless ``mode`` is one of `TEXT_TOWER_MODES`."""
+    if mode not in TEXT_TOWER_MODES:
+        raise ConfigError(f"[search] text_tower must be one of {', '.join(TEXT_TOWER_MODES)}, not {mode!r}")
+
+
 @dataclass
 class _Pending:
     texts: list[str]
@@ -204,8 +210,7 @@ class QueryTextEncoder:
     ``mode`` is one of `TEXT_TOWER_MODES`. Safe to call from many threads."""
 
     def __init__(self, aligner: nn.Module, mode: str = "fp32", lanes: int | None = None) -> None:
-        if mode not in TEXT_TOWER_MODES:
-            raise ConfigError(f"[search] text_tower must be one of {', '.join(TEXT_TOWER_MODES)}, not {mode!r}")
+        check_mode(mode)
         self.aligner = aligner
         self.mode = mode
         tower = aligner.tower("text")

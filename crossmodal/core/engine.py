@@ -219,7 +219,7 @@ class Engine:
         for name in self.collection.manifest["indexes"]:
             self.collection.index(name)
         planner.calibrations.get(self.collection)  # an older collection's calibration, computed now
-        planner.text_encoder()  # query text tower (int8 is quantised here), not on the first request
+        planner.text_encoder(prepare=True)  # query text tower (int8 is quantised here), not on the first request
         return self
 
     def counts(self) -> dict[str, int]:

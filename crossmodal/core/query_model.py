@@ -132,7 +132,7 @@ class ModelSlot:
 
     def _load_behind(self) -> None:
         try:
-            self.planner.text_encoder()  # and its query text tower, as `Engine.load` builds it
+            self.planner.text_encoder(prepare=True)  # and its query text tower, as `Engine.load` builds it
         except Exception:  # a thread has nobody to raise to
             LOG.exception("the model of collection %s did not load; the next query that needs it tries again",
                           self.collection.name)

@@ -134,11 +134,15 @@ class Planner:
         self.calibrations = CalibrationCache()
         self._text_encoder: Any = None  # fast_text.QueryTextEncoder of self.aligner, once built
         self._text_encoder_lock = threading.Lock()
+        self._serving = False  # set once a server prepares the query text encoder (text_encoder)
 
-    def text_encoder(self) -> Any:
+    def text_encoder(self, prepare: bool = False) -> Any:
         """The query text encoder (`aligner.fast_text`, ``[search] text_tower``) of the torch model
-        the planner holds, built on first use (a server builds it at load); None for a model
-        without torch (`aligner.text_only`), which embeds texts itself."""
+        the planner holds, built on first use; None for a model without torch (`aligner.text_only`),
+        which embeds texts itself. Quantising takes seconds for a large tower, more than a one-shot
+        search saves by it, so until a server asks for it at load (``prepare``, `Engine.load`) the
+        planner uses the fp32 path, which costs nothing to build and gives the model's vectors."""
+        self._serving = self._serving or prepare  # even while the numpy text tower stands in
         aligner = self.aligner
         if isinstance(aligner, TextOnlyModel):  # torch may be half imported now, by the model loading behind it
             return None
@@ -146,10 +150,13 @@ class Planner:
         if torch is None or not isinstance(aligner, torch.nn.Module):
             return None
         with self._text_encoder_lock:
-            if self._text_encoder is None or self._text_encoder.aligner is not aligner:
-                from crossmodal.aligner.fast_text import QueryTextEncoder
+            mode = self.settings.search.text_tower if self._serving else "fp32"
+            current = self._text_encoder
+            if current is None or current.aligner is not aligner or current.mode != mode:
+                from crossmodal.aligner.fast_text import QueryTextEncoder, check_mode
 
-                self._text_encoder = QueryTextEncoder(aligner, self.settings.search.text_tower)
+                check_mode(self.settings.search.text_tower)
+                self._text_encoder = QueryTextEncoder(aligner, mode)
             return self._text_encoder
 
     def embed_part(self, part: QueryPart) -> np.ndarray:

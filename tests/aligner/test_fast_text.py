@@ -151,6 +151,12 @@ def test_the_setting_picks_the_path(tmp_path: Path, starter) -> None:
             hits = engine.search(query_from_fields({"text": "seven", "k": 3, "targets": "text"})).results
             tops[mode] = [h.id for h in hits]
     assert tops["fp32"] == tops["int8"]
+    # a one-shot search (no Engine.load) does not spend seconds quantising for one query
+    with Engine.open(tmp_path / "c", settings=Settings(), aligner=starter) as engine:
+        engine.search(query_from_fields({"text": "seven", "k": 3, "targets": "text"}))
+        assert engine.planner.text_encoder().mode == "fp32"
+        engine.load()
+        assert engine.planner.text_encoder().mode == "int8"
     with pytest.raises(ConfigError, match="text_tower"):
         settings = Settings().updated(search={"text_tower": "fp16"})
         with Engine.open(tmp_path / "c", settings=settings, aligner=starter) as engine:
