@@ -146,7 +146,10 @@ class Recommender:
                 model = None if refit else self._stored()
                 if model is None or model.fingerprint != fingerprint or model.params != self.params:
                     model = fit_als(interactions, self.params)
-                    model.save(self.collection.folder)
+                    try:
+                        model.save(self.collection.folder)
+                    except OSError as exc:  # a read-only folder: the list is still made, and refitted next time
+                        LOG.warning("could not store the collaborative model in %s: %s", self.collection.folder, exc)
                     LOG.info("fitted the collaborative model on %d pairs of %d users", len(interactions),
                              len(interactions.users))
                 self._model = model

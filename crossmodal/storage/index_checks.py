@@ -24,7 +24,7 @@ from crossmodal.storage.manifest import backend_spec
 
 SAMPLE = 16
 """Stored ids whose kinds are looked up in the catalog when an index is opened."""
-_TEMP = re.compile(r"^\.(manifest\.json|.+\.faiss|milvus-.+\.npz)\..+\.tmp(\.npz)?$")
+_TEMP = re.compile(r"^\.(manifest\.json|.+\.faiss|milvus-.+\.npz|collaborative\.npz)\..+\.tmp(\.npz)?$")
 
 
 def loaded_fault(name: str, index: VectorIndex, entry: dict[str, Any], kinds: tuple[str, ...], dim: int,

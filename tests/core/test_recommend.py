@@ -186,3 +186,11 @@ def test_a_damaged_model_file_is_fitted_again_and_deleted_with_a_user(folder):
         (folder / MODEL_FILE).write_bytes(b"garbage")
         engine.delete_user("bg0")  # cannot tell whether it holds bg0: it goes
         assert not (folder / MODEL_FILE).exists()
+
+
+def test_a_killed_model_write_is_a_leftover_and_the_model_is_not(folder):
+    with engine_for(folder) as engine:
+        collaborative_world(engine)
+        engine.recommend("ana", k=3)
+        (folder / f".{MODEL_FILE}.x1y2.tmp.npz").write_bytes(b"half")
+        assert engine.collection.leftovers() == [f".{MODEL_FILE}.x1y2.tmp.npz"]
