@@ -17,8 +17,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         emit_json(response.as_dict())
         return EXIT_OK
     model = response.model
-    state = (f"collaborative model of {model['users']} users x {model['items']} items" if model["fitted"]
-             else "collaborative model off" if not model["collaborative"] else "no collaborative model yet")
+    state = ("collaborative model off" if not model["collaborative"]
+             else "collaborative model not used" if response.method in ("content", "popular")
+             else f"collaborative model of {model['users']} users x {model['items']} items" if model["fitted"]
+             else f"no collaborative model (fewer than {engine.settings.recommend.min_users} users with feedback)")
     print(f"for {response.user} ({response.history} liked item(s)): {response.used}"
           + (f" (asked for {response.method})" if response.used != response.method else "") + f"; {state}")
     if not response.results:
