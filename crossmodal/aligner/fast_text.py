@@ -216,14 +216,18 @@ class QueryTextEncoder:
         tower = aligner.tower("text")
         parts = _parts(tower.backbone)
         self.trimmed = parts is not None
+        self.quantised = False
         self._tokenize: Callable[[list[str]], torch.Tensor] = aligner.tokenize
         if parts is None:
             LOG.info("%s: this text tower cannot be trimmed; queries run it whole", aligner.cfg.name)
             module: nn.Module | None = None
         else:
             module = _TrimmedTower(parts, tower.head).eval()
-            if mode == "int8":
+            if mode == "int8" and aligner.device.type != "cpu":  # torch's dynamic int8 kernels are CPU-only
+                LOG.info("%s runs on %s: query texts use the fp32 path", aligner.cfg.name, aligner.device)
+            elif mode == "int8":
                 module = quantise_int8(module)
+                self.quantised = True
         self._module = module
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
@@ -237,8 +241,8 @@ class QueryTextEncoder:
         if self._module is None:
             return self.aligner.embed_texts(list(texts))
         with torch.inference_mode():
-            tokens = self._tokenize(list(texts))
-            return self._module(tokens).float().numpy()
+            tokens = self._tokenize(list(texts)).to(self.aligner.device)
+            return self._module(tokens).float().cpu().numpy()
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """One vector per text; texts that other threads ask for meanwhile share the forward."""

@@ -148,6 +148,7 @@ def test_the_setting_picks_the_path(tmp_path: Path, starter) -> None:
             encoder = engine.planner.text_encoder()
             assert encoder.mode == mode and encoder.trimmed
             assert any("quantized" in type(m).__module__ for m in encoder._module.modules()) == (mode == "int8")
+            assert encoder.quantised == (mode == "int8")
             hits = engine.search(query_from_fields({"text": "seven", "k": 3, "targets": "text"})).results
             tops[mode] = [h.id for h in hits]
     assert tops["fp32"] == tops["int8"]
