@@ -90,7 +90,9 @@ def print_results(results: list[Any], notice: str | None = None, best: float | N
             e = r.explanation
             parts = ", ".join(f"{p['modality']} cos {p['cosine']:.3f}" + (f" z {p['z']:+.2f}" if p["z"] is not None
                                                                           else "") for p in e["parts"])
-            personal = f", personal {e['personal']:.3f} (beta {e['beta']:.2f})" if e["personal"] is not None else ""
+            taste = f"taste {e['taste']:.3f}, " if e.get("taste") is not None else ""
+            personal = (f", {taste}personal cos {e['personal']:.3f} (beta {e['beta']:.2f})" if e["personal"] is not None
+                        else "")
             relevance = f"relevance {e['relevance']:.3f}" if e["relevance"] is not None else "relevance n/a"
             print(f"       {relevance}, cosine {e['cosine']:.3f} in the {e['index']} index [{parts}]{personal}")
 

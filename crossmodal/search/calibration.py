@@ -20,10 +20,12 @@ A cosine c in direction d lies z = (c - best_d) / spread_d best-match spreads fr
 best match: 0 is as close as the collection's typical best match, -3 is weaker than nearly
 every best match. z means the same in every direction, so it is what is mixed, weighted and
 thresholded. Parts of a query combine by their weights (z = sum w_i z_i, each part in its own
-direction), and so does the personal score (the preference vector is a mix of the modalities
-of the items the user reacted to, each share scored in its own direction). For display and
-thresholds z is squashed into [0, 1]: relevance = 1 / (1 + exp(-1.7 (z + 2))), about 0.97 for
-a typical best match, 0.5 two spreads below it, 0.03 four spreads below.
+direction). For display and thresholds z is squashed into [0, 1]: relevance = 1 / (1 + exp(-1.7
+(z + 2))), about 0.97 for a typical best match, 0.5 two spreads below it, 0.03 four spreads
+below. The personal score is a taste in [0, 1] (`mixed_taste`: the preference vector is a mix
+of the modalities of the items the user reacted to, each share placed between its direction's
+background and typical best match), blended with the relevance: (1 - beta) relevance + beta
+taste.
 """
 
 from __future__ import annotations
@@ -227,6 +229,38 @@ def mixed_z(calibration: Calibration, shares: Mapping[str, float], names: Sequen
         spread = np.array([a.spread for a in anchors])[codes]
         z += share * (np.asarray(cosines, dtype=np.float64) - best) / spread
     return z
+
+
+def mixed_taste(calibration: Calibration, shares: Mapping[str, float], names: Sequence[str], codes: np.ndarray,
+                cosines: np.ndarray) -> np.ndarray | None:
+    """How close each candidate is to a user's taste, in [0, 1]: its cosine to the preference
+    vector placed between the direction's background (0) and its typical best match (1), each
+    share of the vector in its own direction; None when a direction has no anchor.
+
+    Why not z: a preference vector is a mean of liked items, never as close to one item as a
+    best match is, so its z lies tens of spreads below zero and, weighted into the final z,
+    drowns the query (every score 0.000, ranked by taste alone). Background-to-best keeps the
+    taste a bounded share of the final score."""
+    if not shares:
+        return None
+    taste = np.zeros(len(cosines), dtype=np.float64)
+    used = set(np.unique(codes).tolist())
+    for modality, share in shares.items():
+        anchors = [calibration.anchor(modality, str(name)) if i in used else Anchor(1.0, 1.0, 0.0, 0)
+                   for i, name in enumerate(names)]
+        if any(a is None for a in anchors):
+            return None
+        best = np.array([a.best for a in anchors])[codes]
+        background = np.array([a.background for a in anchors])[codes]
+        scale = np.maximum(best - background, 1e-6)
+        taste += share * np.clip((np.asarray(cosines, dtype=np.float64) - background) / scale, 0.0, 1.0)
+    return taste
+
+
+def unsquash(relevance: np.ndarray) -> np.ndarray:
+    """The z whose squashed value is ``relevance`` (the inverse of `squash`, kept finite)."""
+    r = np.clip(np.asarray(relevance, dtype=np.float64), 1e-9, 1 - 1e-9)
+    return 2.0 * np.arctanh(2.0 * r - 1.0) / SLOPE - CENTRE
 
 
 def part_z(calibration: Calibration, modalities: Sequence[str], names: Sequence[str], codes: np.ndarray,

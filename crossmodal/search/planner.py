@@ -328,5 +328,5 @@ def _explain(query: Query, weights: np.ndarray, sc: Any, r: int, beta: float, in
     return {"parts": parts, "index": index, "cosine": round(float(sc.cosine[r]), 6),
             "relevance": None if sc.relevance is None else round(float(sc.relevance[r]), 6),
             "personal": round(float(sc.personal[r]), 6) if beta > 0 else None,
-            "personal_z": z(sc.personal_z) if beta > 0 else None,
+            "taste": z(sc.personal_z) if beta > 0 else None,
             "beta": beta, "final": round(float(sc.final[r]), 6), "vector_id": vid}

@@ -3,9 +3,9 @@
 Raw: each part's cosine; the query's cosine is the fused vector's (early fusion) or the weighted
 part cosines (late fusion). Calibrated (`calibration.py`): each part's cosine becomes z in its
 own direction (part modality → the index the candidate came from), parts combine by weight,
-the personal score joins as one more part ((1 - beta) z_query + beta z_personal) and the sum is
-squashed into [0, 1]. Late fusion by reciprocal rank ranks each part's candidates by their z, so
-a part ranks every target fairly.
+the sum is squashed into [0, 1] (the relevance), and the personal score, a taste in [0, 1]
+(`calibration.mixed_taste`), is blended with it: (1 - beta) relevance + beta taste. Late fusion
+by reciprocal rank ranks each part's candidates by their z, so a part ranks every target fairly.
 
 Results of several targets are ordered by `mixed_order`: by band of z (one best-match spread
 wide; every match within one spread of a typical best match, or closer, in the top band), and
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossmodal.search.calibration import Calibration, mixed_z, part_z, squash
+from crossmodal.search.calibration import Calibration, mixed_taste, part_z, squash, unsquash
 from crossmodal.search.rerank import Preference, blend, personal_scores
 
 
@@ -41,6 +41,7 @@ class Scores:
     """Calibrated query relevance in [0, 1]; None when uncalibrated."""
     part_z: np.ndarray | None
     personal_z: np.ndarray | None
+    """The user's taste for each candidate in [0, 1] (None without a user or calibration)."""
     final_z: np.ndarray | None = None
     """The calibrated final score before squashing (None when uncalibrated or fused by rank)."""
 
@@ -70,7 +71,7 @@ def score_candidates(x: np.ndarray, vectors: np.ndarray, weights: np.ndarray, ea
     zp = part_z(calibration, modalities, names, codes, part_cosines) if calibration is not None else None
     z_personal = None
     if zp is not None and beta > 0:
-        z_personal = mixed_z(calibration, pref.shares, names, codes, personal)
+        z_personal = mixed_taste(calibration, pref.shares, names, codes, personal)
         if z_personal is None:
             zp = None
     if zp is None:
@@ -81,10 +82,12 @@ def score_candidates(x: np.ndarray, vectors: np.ndarray, weights: np.ndarray, ea
     relevance = squash(z_query)
     if late_merge == "rrf":
         ranked = _rrf(zp, weights, rrf_k)
-        final = blend(ranked, squash(z_personal), beta) if beta > 0 else ranked
+        final = blend(ranked, z_personal, beta) if beta > 0 else ranked
         return Scores(final, cosine, part_cosines, personal, relevance, zp, z_personal)
-    final_z = (1 - beta) * z_query + beta * z_personal if beta > 0 else z_query
-    return Scores(squash(final_z), cosine, part_cosines, personal, relevance, zp, z_personal, final_z)
+    if beta > 0:
+        final = blend(relevance, z_personal, beta)
+        return Scores(final, cosine, part_cosines, personal, relevance, zp, z_personal, unsquash(final))
+    return Scores(relevance, cosine, part_cosines, personal, relevance, zp, None, z_query)
 
 
 BAND = 1.0

@@ -114,9 +114,24 @@ def test_parts_and_personal_scores_are_calibrated_in_their_own_directions(engine
     beta = personal.plan.beta
     for r in personal.results:
         e = r.explanation
-        assert e["personal_z"] is not None
-        expected = squash((1 - beta) * e["parts"][0]["z"] + beta * e["personal_z"])
-        assert r.score == pytest.approx(float(expected), abs=1e-5)
+        assert e["taste"] is not None and 0.0 <= e["taste"] <= 1.0
+        expected = (1 - beta) * squash(e["parts"][0]["z"]) + beta * e["taste"]
+        assert r.score == pytest.approx(float(expected), abs=1e-4)  # z and taste are shown to 4 decimals
+
+
+
+def test_a_taste_unrelated_to_the_query_neither_zeroes_the_scores_nor_overrides_the_query(engine):
+    for r in _search(engine, text="a handwritten three", targets="image", k=5).results:
+        engine.feedback("calibration-test", r.id, "like")
+    plain = _search(engine, text="five", k=12)
+    personal = _search(engine, text="five", k=12, user="calibration-test")
+    assert personal.plan.beta > 0
+    assert [r.label for r in personal.results] == ["5"] * 12  # the query's intent stands
+    beta = personal.plan.beta
+    for r in personal.results:  # relevance kept at its (1 - beta) share, the taste adds a little
+        assert (1 - beta) * r.relevance <= r.score <= (1 - beta) * r.relevance + beta
+        assert r.score > 0.6, r
+    assert max(r.score for r in personal.results) < max(r.score for r in plain.results)
 
 
 def _manifest(folder: Path) -> dict:
