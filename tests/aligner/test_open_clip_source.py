@@ -64,6 +64,23 @@ def test_local_checkpoint_loads_with_identical_outputs(reference, filename):
     assert len(bundle.pretrained_sha256) == 64
 
 
+def test_local_checkpoint_keeps_one_copy_of_the_weights_dtype_and_key_check(reference, tmp_path):
+    """The file's tensors become the parameters (no random copy kept), in the dtype the model is
+    built in, and a file missing a weight is refused rather than leaving a placeholder behind."""
+    model, _, _ = reference
+    state = model.state_dict()
+    torch.save({k: v.half() for k, v in state.items()}, tmp_path / "half.pt")
+    bundle = load_open_clip(ARCH, str(tmp_path / "half.pt"))
+    params = dict(bundle.model.named_parameters())
+    assert {p.dtype for p in params.values()} == {torch.float32}
+    assert all(p.stride() != (0,) * p.dim() or p.numel() <= 1 for p in params.values())
+    for key, param in params.items():
+        assert torch.equal(param, state[key].half().float()), key
+    torch.save({k: v for k, v in state.items() if k != "text_projection"}, tmp_path / "short.pt")
+    with pytest.raises(CheckpointError, match="text_projection"):
+        load_open_clip(ARCH, str(tmp_path / "short.pt"))
+
+
 def _clip_aligner_cfg(path: str) -> AlignerCfg:
     backbone = {"type": "open_clip", "model": ARCH, "pretrained": path, "frozen": True}
     return AlignerCfg.from_dict({
