@@ -183,6 +183,7 @@ def evaluate(engine: Engine, users: Sequence[SimUser], folds: int, seed: int,
     curve: dict[str, np.ndarray] = {m: np.zeros((K_CURVE, 2)) for m in methods}
     by_history: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
     search: dict[str, list[float]] = {"plain": [], "personalised": []}
+    chance: list[float] = []
     calls = 0
     for fold in range(folds):
         test = {name: p[fold] for name, p in parts.items()}
@@ -190,6 +191,8 @@ def evaluate(engine: Engine, users: Sequence[SimUser], folds: int, seed: int,
         write_feedback(engine, users, train)
         active = [u for u in users if test[u.name]]
         relevant = [set(test[u.name]) for u in active]
+        rated = {u.name: len(set(train[u.name]) | set(u.clicks) | set(u.dislikes)) for u in active}
+        chance.append(float(np.mean([len(g) / (size - rated[u.name]) for u, g in zip(active, relevant)])))
         for method in methods:
             lists10, lists20 = [], []
             for u in active:
@@ -217,6 +220,7 @@ def evaluate(engine: Engine, users: Sequence[SimUser], folds: int, seed: int,
     out: dict[str, Any] = {
         "k": K, "catalogue": size, "users": len(users), "folds": folds, "engine_calls": calls,
         "methods": table,
+        "random_precision": round(float(np.mean(chance)), 4),
         "precision_recall": {m: {"k": list(range(1, K_CURVE + 1)),
                                  "precision": [round(float(v), 4) for v in curve[m][:, 0]],
                                  "recall": [round(float(v), 4) for v in curve[m][:, 1]]} for m in methods},
@@ -274,6 +278,7 @@ def plot(result: dict[str, Any], folder: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for m, c in result["precision_recall"].items():
         ax.plot(c["recall"], c["precision"], marker="o", markersize=3, label=m)
+    ax.axhline(result["random_precision"], color="grey", linestyle=":", label="random list")
     ax.set_xlabel(f"recall@k (k = 1..{K_CURVE})")
     ax.set_ylabel("precision@k")
     ax.set_title(f"Held-out likes, {result['users']} simulated users, {result['folds']}-fold")
@@ -286,8 +291,9 @@ def plot(result: dict[str, Any], folder: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for m, bins in result["f1_by_history"].items():
         names = [b for b in bins if b != "None"]
-        ax.plot(names, [bins[b]["mean"] for b in names], marker="o", label=m)
-    ax.set_xlabel("training history (likes + clicks)")
+        ax.plot([f"{b}\n({bins[b]['users']})" for b in names], [bins[b]["mean"] for b in names], marker="o",
+                label=m)
+    ax.set_xlabel("training history: likes + clicks (user-folds)")
     ax.set_ylabel(f"F1@{result['k']}")
     ax.set_title("F1 by the user's history length")
     ax.grid(alpha=0.3)
