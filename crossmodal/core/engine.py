@@ -14,6 +14,10 @@ of its server), each thread has its own SQLite connection, and only small caches
 The model and the indexes are loaded on first use, so commands that need neither (feedback,
 user history, removal) do not pay for them; a server calls `load` at start instead. A text
 query may not need torch at all (`core.query_model`).
+
+Longer than 400 lines because it is the whole public surface in one place; each method only
+checks its arguments and delegates (`indexing`, `checking`, `query_model`, `recommending`,
+`item_media` hold the work).
 """
 
 from __future__ import annotations

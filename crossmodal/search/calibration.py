@@ -211,6 +211,18 @@ class CalibrationCache:
             return self._value
 
 
+def _anchor_rows(calibration: Calibration, modality: str, names: Sequence[str],
+                 codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(best, spread, background) of each row's direction, ``modality`` → the index the row came
+    from (``names[codes[i]]``); None when a direction in use has no anchor."""
+    used = set(np.unique(codes).tolist())
+    anchors = [calibration.anchor(modality, str(name)) if i in used else Anchor(1.0, 1.0, 0.0, 0)
+               for i, name in enumerate(names)]
+    if any(a is None for a in anchors):
+        return None
+    return tuple(np.array([getattr(a, f) for a in anchors])[codes] for f in ("best", "spread", "background"))
+
+
 def mixed_z(calibration: Calibration, shares: Mapping[str, float], names: Sequence[str], codes: np.ndarray,
             cosines: np.ndarray) -> np.ndarray | None:
     """z of cosines against a vector that mixes modalities (shares summing to 1), each share in
@@ -219,14 +231,11 @@ def mixed_z(calibration: Calibration, shares: Mapping[str, float], names: Sequen
     if not shares:
         return None
     z = np.zeros(len(cosines), dtype=np.float64)
-    used = set(np.unique(codes).tolist())
     for modality, share in shares.items():
-        anchors = [calibration.anchor(modality, str(name)) if i in used else Anchor(0.0, 1.0, 0.0, 0)
-                   for i, name in enumerate(names)]
-        if any(a is None for a in anchors):
+        rows = _anchor_rows(calibration, modality, names, codes)
+        if rows is None:
             return None
-        best = np.array([a.best for a in anchors])[codes]
-        spread = np.array([a.spread for a in anchors])[codes]
+        best, spread, _ = rows
         z += share * (np.asarray(cosines, dtype=np.float64) - best) / spread
     return z
 
@@ -244,14 +253,11 @@ def mixed_taste(calibration: Calibration, shares: Mapping[str, float], names: Se
     if not shares:
         return None
     taste = np.zeros(len(cosines), dtype=np.float64)
-    used = set(np.unique(codes).tolist())
     for modality, share in shares.items():
-        anchors = [calibration.anchor(modality, str(name)) if i in used else Anchor(1.0, 1.0, 0.0, 0)
-                   for i, name in enumerate(names)]
-        if any(a is None for a in anchors):
+        rows = _anchor_rows(calibration, modality, names, codes)
+        if rows is None:
             return None
-        best = np.array([a.best for a in anchors])[codes]
-        background = np.array([a.background for a in anchors])[codes]
+        best, _, background = rows
         scale = np.maximum(best - background, 1e-6)
         taste += share * np.clip((np.asarray(cosines, dtype=np.float64) - background) / scale, 0.0, 1.0)
     return taste

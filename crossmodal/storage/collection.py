@@ -20,6 +20,10 @@ Each manifest entry records what its index holds (vector kinds, dimension, count
 file its size and SHA-256). Opening an index checks the cheap facts (`index_checks.py`) and
 refuses a damaged one, naming it and the fix; writers rebuild damaged indexes from the catalog
 and delete what killed runs left behind (under the writer lock).
+
+Longer than 400 lines because publishing (bring each index up to the catalog, then swap the
+manifest atomically) must stay in one class with the state it swaps; the checks live in
+`index_checks.py` and the backends in `backends/`.
 """
 
 from __future__ import annotations
