@@ -127,7 +127,9 @@ class ModelSlot:
         if light is None:
             return self.planner
         light.embed_texts(["warm"])  # the tokenizer's first call imports its cleaning libraries
-        threading.Thread(target=self._load_behind, name="crossmodal-model-load", daemon=True).start()
+        # Not a daemon: a process told to stop while the model loads waits for the load to end,
+        # since a daemon thread still importing torch at interpreter exit aborts the process.
+        threading.Thread(target=self._load_behind, name="crossmodal-model-load", daemon=False).start()
         return self._text_planner(light)
 
     def _load_behind(self) -> None:
