@@ -179,6 +179,13 @@ class RecommendSettings:
 @dataclass(frozen=True)
 class ServerSettings:
     """The HTTP server: who may use it, and bounds on what one request may cost."""
+    graph: bool = True
+    """The related-items graph (shared metadata, segments of one file, co-likes): explanations
+    name related liked items, and it ranks what a thin list's method could not score."""
+    graph_keys: list[str] = field(default_factory=lambda: ["label", "group", "speaker", "artist", "album", "author"])
+    """Metadata keys whose shared values link items in the graph."""
+    graph_max_group: int = 200
+    """Items sharing one value (or file) beyond this link nothing: too common to say why."""
 
     max_upload_mb: float = 32.0
     """Whole request body limit; larger requests get 413."""

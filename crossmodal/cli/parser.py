@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["hybrid", "content", "collaborative", "popular"], default="hybrid",
                    help="where scores come from (default: hybrid)")
     p.add_argument("--include-rated", action="store_true", help="keep items the user already reacted to")
-    p.add_argument("--explain", action="store_true", help="print each result's source scores")
+    p.add_argument("--explain", action="store_true",
+                   help="print each result's source scores and why: the liked items it relates to")
     p.add_argument("--refit", action="store_true", help="refit the collaborative model now")
 
     p = command("similar", "more like this: the items of every modality nearest to one item")

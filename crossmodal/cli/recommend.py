@@ -31,6 +31,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         if r.sources:
             print("       " + ", ".join(f"{name} {'-' if value is None else f'{value:.3f}'}"
                                         for name, value in r.sources.items()))
+        for reason in r.explanation or ():
+            print(f"       - {reason['text']}")
     return EXIT_OK
 
 

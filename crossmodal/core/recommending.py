@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -18,6 +18,8 @@ import numpy as np
 
 from crossmodal.errors import NotFoundError, QueryError, StorageError
 from crossmodal.recommend.collaborative import MODEL_FILE, ALSParams, CollaborativeModel, fit_als
+from crossmodal.recommend.explain import reasons
+from crossmodal.recommend.graph import ItemGraph, file_of
 from crossmodal.recommend.hybrid import METHODS, blend_scores, history_of
 from crossmodal.recommend.interactions import Interactions
 from crossmodal.search.query import MAX_K, TARGETS, Query, QueryPart, SearchResult, check_user, parse_targets
@@ -29,6 +31,8 @@ from crossmodal.storage.collection import Collection
 LOG = logging.getLogger(__name__)
 SHORTLIST = 20
 """Candidates per requested result that MMR chooses among (the best by score)."""
+EXPLAIN_HISTORY = 50
+"""Most recent liked items an explanation looks through."""
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,13 @@ class Recommendation:
     label: str | None
     text: str | None
     sources: dict[str, float | None] | None = None
+    explanation: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if self.sources is None:
-            out.pop("sources")
+        for name in ("sources", "explanation"):
+            if out[name] is None:
+                out.pop(name)
         return out
 
 
@@ -62,10 +68,12 @@ class RecommendResponse:
     used: str
     history: int
     model: dict[str, Any] = field(default_factory=dict)
+    widened: int = 0
+    """Results that only the related-items graph scored (a thin list widened)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"user": self.user, "method": self.method, "used": self.used, "history": self.history,
-                "model": self.model, "results": [r.as_dict() for r in self.results]}
+                "model": self.model, "widened": self.widened, "results": [r.as_dict() for r in self.results]}
 
 
 def check_k(k: Any, max_k: int = MAX_K) -> int:
@@ -113,6 +121,7 @@ class Recommender:
         self._lock = threading.Lock()
         self._model: CollaborativeModel | None = None
         self._vectors: tuple[int, np.ndarray, np.ndarray, dict[int, dict]] | None = None
+        self._graph: tuple[tuple, ItemGraph] | None = None
 
     @property
     def params(self) -> ALSParams:
@@ -201,6 +210,27 @@ class Recommender:
         self._vectors = (generation, ids, matrix, fields)
         return ids, matrix, fields
 
+    def graph(self, interactions: Interactions | None = None) -> ItemGraph | None:
+        """The related-items graph of the catalog and the feedback as they are now, rebuilt when
+        either changed (milliseconds: `recommend.graph`); None when `[recommend] graph` is off.
+        Without collaborative signal it links by metadata and files only."""
+        s = self.settings.recommend
+        if not s.graph:
+            return None
+        fields = self._items()[2]
+        if s.collaborative:
+            interactions = interactions if interactions is not None else self.interactions()
+        else:
+            interactions = None
+        key = (self.collection.catalog.generation, interactions.fingerprint() if interactions else "",
+               tuple(s.graph_keys), s.graph_max_group)
+        cached = self._graph
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        graph = ItemGraph.build(fields, interactions, s.graph_keys, s.graph_max_group)
+        self._graph = (key, graph)
+        return graph
+
     def recommend(self, user: Any, k: Any = 10, targets: Any = None, include_rated: bool = False,
                   explain: bool = False, method: Any = "hybrid", refit: bool = False,
                   max_k: int = MAX_K) -> RecommendResponse:
@@ -222,10 +252,15 @@ class Recommender:
         cf = model.scores(user, ids) if model is not None else None
         history = interactions.user_counts().get(user, 0)
         s = self.settings.recommend
-        scores = blend_scores(method, content, item_modality, cf, history_of(ids, interactions.item_counts()),
+        item_counts = interactions.item_counts()
+        scores = blend_scores(method, content, item_modality, cf, history_of(ids, item_counts),
                               history, s.user_history, s.item_history)
-        shortlist = np.argsort(-scores.final, kind="stable")[:max(k * SHORTLIST, k)]
-        order = [int(shortlist[i]) for i in mmr_order(scores.final[shortlist], matrix[shortlist], k, s.mmr_lambda)]
+        liked = self._liked(interactions, user)
+        graph = self.graph(interactions) if liked or explain else None
+        final, by_graph = widen(scores.final, scores.scored(), graph, liked, ids, k * SHORTLIST)
+        shortlist = np.argsort(-final, kind="stable")[:max(k * SHORTLIST, k)]
+        order = [int(shortlist[i]) for i in mmr_order(final[shortlist], matrix[shortlist], k, s.mmr_lambda)]
+        why = self._explainer(user, liked, graph, item_counts, scores.used) if explain else None
         results = []
         for row in order:
             item = int(ids[row])
@@ -234,14 +269,56 @@ class Recommender:
             if explain:
                 sources = {name: None if not np.isfinite(v[row]) else round(float(v[row]), 6) for name, v in (
                     ("content", scores.content), ("collaborative", scores.collaborative),
-                    ("popularity", scores.popularity), ("cf_weight", scores.cf_weight))}
+                    ("popularity", scores.popularity), ("cf_weight", scores.cf_weight), ("graph", by_graph))}
             results.append(Recommendation(item, fields[item]["modality"], fields[item]["uri"],
-                                          round(float(scores.final[row]), 6), meta.get("label"),
-                                          self._text(item, fields[item]), sources))
+                                          round(float(final[row]), 6), meta.get("label"),
+                                          self._text(item, fields[item]), sources,
+                                          why(item, matrix[row], np.isfinite(scores.content[row])) if why else None))
         state = {"collaborative": self.settings.recommend.collaborative, "fitted": model is not None,
                  "users": len(model.users) if model is not None else 0,
                  "items": len(model.items) if model is not None else 0}
-        return RecommendResponse(results, user, method, scores.used, history, state)
+        widened = sum(1 for row in order if np.isfinite(by_graph[row]))
+        return RecommendResponse(results, user, method, scores.used, history, state, widened)
+
+    @staticmethod
+    def _liked(interactions: Interactions, user: str) -> dict[int, float]:
+        """The user's positive history: item -> net weight (liked or clicked, not disliked)."""
+        if user not in interactions.users:
+            return {}
+        mine = (interactions.rows == interactions.users.index(user)) & (interactions.values > 0)
+        pairs = zip(interactions.cols[mine], interactions.values[mine])
+        return {int(interactions.items[c]): float(v) for c, v in pairs}
+
+    def _explainer(self, user: str, liked: dict[int, float], graph: ItemGraph | None, item_counts: dict[int, int],
+                   used: str) -> Callable[[int, np.ndarray, bool], list[dict[str, Any]]]:
+        """A function giving one result's reasons (`recommend.explain`), with the user's liked
+        items named (most recent first, at most `EXPLAIN_HISTORY`) and their vectors at hand."""
+        recent: list[int] = []
+        for item, _, _ in reversed(self.collection.feedback.events(user)):
+            if item in liked and item not in recent:
+                recent.append(item)
+        recent = recent[:EXPLAIN_HISTORY]
+        all_ids, all_matrix, fields = self._items()
+        rows = np.searchsorted(all_ids, np.array(recent, dtype=np.int64))
+        known = [(h, r) for h, r in zip(recent, rows) if r < len(all_ids) and all_ids[r] == h]
+        vectors = all_matrix[[r for _, r in known]] if known else None
+        names = {h: self._name(h, fields[h]) for h, _ in known}
+        own = set(liked)
+
+        def why(item: int, vector: np.ndarray, by_content: bool) -> list[dict[str, Any]]:
+            nearest = None
+            if by_content and vectors is not None:
+                nearest = known[int(np.argmax(vectors @ vector))][0]
+            return reasons(item, [h for h, _ in known], graph, names, nearest=nearest, own_likes=own,
+                           likers=item_counts.get(item, 0), used=used)
+        return why
+
+    def _name(self, item: int, fields: dict) -> str:
+        """How an explanation names an item: a text's opening words, else its file's name."""
+        if fields["modality"] == "text":
+            text = self._text(item, fields) or ""
+            return f'"{text[:40]}…"' if len(text) > 40 else f'"{text}"'
+        return file_of(fields["uri"]).replace("\\", "/").rsplit("/", 1)[-1]
 
     def _text(self, item: int, fields: dict) -> str | None:
         """A text item's text (its first segment), else its caption, if any."""
@@ -250,6 +327,26 @@ class Recommender:
         found = self.collection.catalog.item(item)
         segments = [s["text"] for s in (found or {}).get("segments", []) if s.get("text")]
         return segments[0] if segments else None
+
+
+def widen(final: np.ndarray, scored: np.ndarray, graph: ItemGraph | None, liked: dict[int, float],
+          ids: np.ndarray, shortlist: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores with a thin list widened: when the method scored fewer candidates than the
+    shortlist MMR picks from, the unscored ones (otherwise tied at 0, in id order) are ranked by
+    their links to the user's liked items, below every scored one. Returns the scores and each
+    candidate's graph score where the graph decided it (NaN elsewhere)."""
+    by_graph = np.full(len(final), np.nan)
+    if graph is None or not liked or int(scored.sum()) >= shortlist:
+        return final, by_graph
+    near = graph.scores(liked, ids)
+    fill = ~scored & (near > 0)
+    if not fill.any():
+        return final, by_graph
+    floor = float(final[scored].min()) if scored.any() else 1.0
+    out = final.copy()
+    out[fill] = 0.999 * floor * near[fill]
+    by_graph[fill] = near[fill]
+    return out, by_graph
 
 
 def similar_query(catalog: Catalog, item: dict[str, Any], k: int, targets: Any, user: str | None,

@@ -67,6 +67,16 @@ class SourceScores:
     final: np.ndarray
     used: str
 
+    def scored(self) -> np.ndarray:
+        """Which candidates the method that ranked actually scored: every one for content (and
+        a hybrid with content), those the model knows for collaborative, those someone liked
+        for popular. The rest share a score of 0 and are a thin list's arbitrary tail."""
+        if self.used == "content" or (self.used == "hybrid" and np.isfinite(self.content).any()):
+            return np.ones(len(self.final), dtype=bool)
+        if self.used == "popular":
+            return self.popularity > 0
+        return np.isfinite(self.collaborative) | ((self.popularity > 0) & (self.used == "hybrid"))
+
 
 def blend_scores(method: str, content_cos: np.ndarray | None, modalities: np.ndarray, cf_raw: np.ndarray | None,
                  item_history: np.ndarray, user_history: int, user_constant: float,

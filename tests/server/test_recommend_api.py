@@ -40,6 +40,11 @@ def test_recommend_for_the_browsers_user_and_for_a_named_one(client, engine):
     assert [r["label"] for r in body["results"]].count("6") >= 6
     assert not set(liked) & {r["id"] for r in body["results"]}
     assert all("sources" in r for r in body["results"])
+    for r in body["results"]:  # each says which of the liked images it is like, by id and file name
+        first = r["explanation"][0]
+        assert first["kind"] == "liked" and first["item"] in liked
+        assert first["text"] == f"because you liked #{first['item']} {first['name']}"
+        assert first["name"].endswith("_6.png") and "/" not in first["name"]
     assert all(not r["uri"].startswith("/") for r in body["results"])  # paths shown from their root
     audio = client.get("/api/recommend?k=3&targets=audio&method=content").get_json()
     assert {r["modality"] for r in audio["results"]} == {"audio"}
