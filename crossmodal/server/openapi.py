@@ -78,7 +78,7 @@ def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
                     {"name": "include_rated", "in": "query", "schema": {"type": "boolean", "default": False},
                      "description": "keep items the user already reacted to"},
                     {"name": "explain", "in": "query", "schema": {"type": "boolean", "default": False},
-                     "description": "each result's source scores"}],
+                     "description": "each result's source scores and why (the liked items it relates to)"}],
                 "responses": {"200": {"description": "the list", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/RecommendResponse"}}}}, **_errors(400, 403)}}},
             "/api/items/{item_id}/similar": {"get": {
@@ -141,12 +141,16 @@ def openapi_document(max_upload_bytes: int) -> dict[str, Any]:
                 "used": {"type": "string", "description": "what ranked the list (a user with no history: popular)"},
                 "history": {"type": "integer", "description": "items the user liked or clicked"},
                 "model": {"type": "object", "description": "the collaborative model: on, fitted, users, items"},
+                "widened": {"type": "integer", "description": "results only the related-items graph ranked"},
                 "results": {"type": "array", "items": {"type": "object", "properties": {
                     "id": {"type": "integer"}, "modality": {"type": "string"}, "uri": {"type": "string"},
                     "score": {"type": "number", "description": "in [0, 1]"}, "label": {"type": ["string", "null"]},
                     "text": {"type": ["string", "null"]},
-                    "sources": {"type": "object", "description": "content, collaborative, popularity and the "
-                                                                "collaborative weight (explain)"}}}}}},
+                    "sources": {"type": "object", "description": "content, collaborative, popularity, the "
+                                                                "collaborative weight and graph (explain)"},
+                    "explanation": {"type": "array", "description": "why (explain), strongest first: kind "
+                                    "(liked, co_liked, meta, file, popular), the liked item (id, name) and text",
+                                    "items": {"type": "object"}}}}}}},
             "SearchResponse": {"type": "object", "properties": {
                 "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
                 "best_relevance": {"type": ["number", "null"],

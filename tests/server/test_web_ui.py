@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,25 +16,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
+from support.browser import INSTALL_HINT, serving
+from support.browser import chromium_path as _chromium
 from support.media import copy_digits, corpus_files, index_paths
 from support.tools import require
 
 from crossmodal.aligner import load_aligner
 from crossmodal.settings import Settings
 
-CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
-INSTALL_HINT = ("Chromium not found; install it with `sudo apt-get install chromium` (Debian/Ubuntu) "
-                "and `pip install playwright` to run the browser tests")
-
 pytestmark = pytest.mark.slow
-
-
-def _chromium() -> str | None:
-    env = os.environ.get("CROSSMODAL_CHROMIUM")
-    for candidate in ((env,) if env else ()) + CHROMIUM_CANDIDATES:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -215,14 +204,8 @@ def test_errors_and_empty_input_are_explained(server, browser):
 @pytest.fixture(scope="module")
 def demo_server(demo_collection):
     """The whole demo corpus (images, sounds and texts), served read-only."""
-    with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--collection", str(demo_collection),
-                           "--port", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
-        try:
-            yield re.search(r"http://\S+/", proc.stdout.readline()).group(0)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=30) == 0, "the server did not shut down cleanly on SIGINT"
+    with serving(demo_collection) as url:
+        yield url
 
 
 def test_mixed_search_shows_images_sounds_and_texts_and_groups_them_by_kind(demo_server, browser):

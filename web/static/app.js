@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: null, audio: null, lastQuery: null, lastBody: null, recorder: null, feedback: {}, user: null };
+const state = { image: null, audio: null, lastQuery: null, lastBody: null, lastSummary: null, recorder: null,
+  feedback: {}, user: null, view: "search", similarOf: null };
 const KINDS = [["image", "Images"], ["audio", "Sounds"], ["text", "Texts"]];
 const MAX_RECORD_SECONDS = 30;
 
@@ -139,6 +140,9 @@ async function runSearch(form) {
       return;
     }
     state.lastBody = body;
+    state.lastSummary = null;
+    state.view = "search";
+    setTitle(null);
     render(body);
   } catch (err) {
     $("summary").textContent = "";
@@ -162,7 +166,7 @@ function showNotice(body) {
   notice.textContent = `${text}${best}.${knows}`;
 }
 
-function render(body) {
+function render(body, summary) {
   const results = body.results;
   const list = $("results");
   const groups = $("groups");
@@ -174,7 +178,7 @@ function render(body) {
     $("summary").textContent = "No results. Try other words, or include more target kinds.";
     return;
   }
-  $("summary").textContent = `${results.length} result${results.length === 1 ? "" : "s"}.`;
+  $("summary").textContent = summary || `${results.length} result${results.length === 1 ? "" : "s"}.`;
   const grouped = $("group").checked;
   list.hidden = grouped;
   groups.hidden = !grouped;
@@ -269,8 +273,17 @@ function resultCard(r) {
     b.addEventListener("click", () => sendFeedback(r.id, event));
     actions.append(b);
   }
+  const more = document.createElement("button");
+  more.type = "button";
+  more.className = "more";
+  more.textContent = "More like this";
+  more.setAttribute("aria-label", `More like result ${r.id} (${title})`);
+  more.addEventListener("click", () => showSimilar(r.id, title));
+  actions.append(more);
   li.append(actions);
-  if (r.explanation) {
+  if (Array.isArray(r.explanation)) {
+    li.append(whyList(r.explanation));
+  } else if (r.explanation) {
     const d = document.createElement("details");
     const s = document.createElement("summary");
     s.textContent = "Why this score";
@@ -286,6 +299,106 @@ function resultCard(r) {
     li.append(d);
   }
   return li;
+}
+
+// Why a recommendation is on the list, naming the liked items behind it: the first reason shows
+// on hover, all of them when the line is opened.
+function whyList(reasons) {
+  const d = document.createElement("details");
+  d.className = "why";
+  const s = document.createElement("summary");
+  s.textContent = reasons.length ? `Why: ${reasons[0].text}` : "Why";
+  s.title = reasons.map((x) => x.text).join("\n");
+  d.append(s);
+  for (const reason of reasons) {  // not list items: "#results li" means result cards
+    const line = document.createElement("div");
+    line.className = `reason ${reason.kind}`;
+    if (reason.item != null) line.dataset.item = reason.item;
+    line.textContent = reason.text;
+    d.append(line);
+  }
+  return d;
+}
+
+function setTitle(text) {
+  $("view-title").textContent = text || "";
+  $("view-title").hidden = !text;
+}
+
+function chosenTargets() {
+  return [...document.querySelectorAll("input[name=target]:checked")].map((c) => c.value);
+}
+
+async function getJson(url, busy) {
+  say("");
+  $("summary").textContent = busy;
+  try {
+    const response = await fetch(url);
+    const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+    if (response.ok) return body;
+    $("summary").textContent = "";
+    say(body.error || `Request failed (HTTP ${response.status}).`);
+  } catch (err) {
+    $("summary").textContent = "";
+    say(`Cannot reach the server: ${err.message}`);
+  }
+  return null;
+}
+
+const HOW = {
+  hybrid: "what you liked and what people with similar likes liked",
+  content: "what you liked",
+  collaborative: "what people with similar likes liked",
+  popular: "what many people liked",
+};
+
+// "For you": a list for this browser's own user with no query. A user with no likes yet gets
+// popular, varied items, and the page says so.
+async function showForYou() {
+  const params = new URLSearchParams({ k: $("k").value || "12", explain: "true" });
+  const targets = chosenTargets();
+  if (targets.length) params.set("targets", targets.join(","));
+  const body = await getJson(`/api/recommend?${params}`, "Finding items for you…");
+  if (!body) return;
+  state.view = "foryou";
+  const n = body.results.length;
+  const summary = body.history === 0
+    ? "You have not liked anything yet, so these are popular and varied items. Like some to make this list yours."
+    : `${n} item${n === 1 ? "" : "s"} for you, from ${HOW[body.used] || body.used} `
+      + `(${body.history} liked item${body.history === 1 ? "" : "s"}).`;
+  state.lastBody = body;
+  state.lastSummary = summary;
+  setTitle("For you");
+  render(body, summary);
+}
+
+// "More like this": the items of every chosen kind nearest to one item.
+async function showSimilar(id, title) {
+  const params = new URLSearchParams({ k: $("k").value || "12" });
+  const targets = chosenTargets();
+  if (targets.length) params.set("targets", targets.join(","));
+  const body = await getJson(`/api/items/${id}/similar?${params}`, "Finding similar items…");
+  if (!body) return;
+  state.view = "similar";
+  state.similarOf = id;
+  const n = body.results.length;
+  const summary = `${n} item${n === 1 ? "" : "s"} like #${id} (${title}).`;
+  state.lastBody = body;
+  state.lastSummary = summary;
+  setTitle(`More like #${id}`);
+  $("results").dataset.similarTo = id;
+  render(body, summary);
+}
+
+// After a like or a forget, show the current view again: a search runs again, "for you" is
+// asked again, a "more like this" list only shows the new button states.
+async function refresh() {
+  if (state.view === "foryou") return showForYou();
+  if (state.view === "similar" && state.lastBody) return render(state.lastBody, state.lastSummary);
+  if (state.lastQuery) {
+    const form = buildQuery();
+    if (form) return runSearch(form);
+  }
 }
 
 // The server knows who this browser is (a signed cookie it set): searches and likes are this
@@ -306,10 +419,7 @@ async function forgetMe() {
     return;
   }
   state.feedback = {};
-  if (state.lastQuery) {
-    const form = buildQuery();
-    if (form) await runSearch(form);
-  }
+  await refresh();
   say(`Forgot ${body.deleted} like(s) and dislike(s).`);
 }
 
@@ -324,10 +434,7 @@ async function sendFeedback(item, event) {
     return;
   }
   state.feedback[item] = event;
-  if (state.lastQuery) {
-    const form = buildQuery();
-    if (form) runSearch(form);
-  }
+  refresh();
 }
 
 function init() {
@@ -338,7 +445,8 @@ function init() {
   $("image-clear").addEventListener("click", () => setImage(null));
   $("audio-clear").addEventListener("click", () => setAudio(null));
   $("record").addEventListener("click", toggleRecording);
-  $("group").addEventListener("change", () => { if (state.lastBody) render(state.lastBody); });
+  $("group").addEventListener("change", () => { if (state.lastBody) render(state.lastBody, state.lastSummary); });
+  $("for-you").addEventListener("click", showForYou);
   const drop = $("image-drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
