@@ -23,3 +23,29 @@ def demo_collection(tmp_path_factory, starter):
     with Engine.open(folder, create=True, settings=Settings(), aligner=starter) as engine:
         engine.index([CORPUS_LIST], progress=False)
     return folder
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A real Milvus standalone server (tests/support/milvus_server.py), started on first use and
+    stopped at the end of the run; its token is in CROSSMODAL_MILVUS_TOKEN meanwhile, so engines
+    and `crossmodal` processes opened on its collections connect as the CLI would."""
+    import importlib.util
+    import os
+
+    from support.milvus_server import start_milvus
+    from support.tools import require
+
+    require(importlib.util.find_spec("milvus") is not None,
+            "the Milvus server tests need the `milvus` package: .venv/bin/pip install -c constraints.txt -e .[test]")
+    server = start_milvus(tmp_path_factory.mktemp("milvus-server"))
+    before = os.environ.get("CROSSMODAL_MILVUS_TOKEN")
+    os.environ["CROSSMODAL_MILVUS_TOKEN"] = server.token
+    try:
+        yield server
+    finally:
+        server.stop()
+        if before is None:
+            os.environ.pop("CROSSMODAL_MILVUS_TOKEN", None)
+        else:
+            os.environ["CROSSMODAL_MILVUS_TOKEN"] = before

@@ -1,5 +1,6 @@
 """The same behaviour from both index backends: FAISS, and Milvus (Milvus Lite in the collection
-folder, and the same code against a Milvus gRPC server). Filters, removal, incremental
+folder, the same code against Milvus Lite's gRPC server, and "milvus-server": a real Milvus standalone
+server started by the `milvus_server` fixture). Filters, removal, incremental
 re-indexing, personalised rerank and the HTTP API run against each; exact search agrees between
 flat FAISS and Milvus; `crossmodal migrate` moves a collection both ways without re-embedding."""
 
@@ -24,11 +25,19 @@ from crossmodal.settings import IndexSettings, Settings
 from crossmodal.storage.backends.milvus_filters import filter_expression, glob_to_like
 from crossmodal.storage.collection import INDEX_KINDS, Collection
 
-BACKENDS = ["faiss", "milvus"]
+BACKENDS = ["faiss", "milvus", "milvus-server"]
 
 
 def _settings(backend: str, **index) -> Settings:
     return Settings(index=IndexSettings(backend=backend, **index))
+
+
+def _backend_settings(request, backend: str) -> Settings:
+    """The settings for one of BACKENDS; "milvus-server" starts the session's Milvus server."""
+    if backend != "milvus-server":
+        return _settings(backend)
+    server = request.getfixturevalue("milvus_server")
+    return _settings("milvus", milvus_uri=server.uri, milvus_token=server.token)
 
 
 def _labels(results) -> list[str | None]:
@@ -38,7 +47,7 @@ def _labels(results) -> list[str | None]:
 @pytest.fixture(scope="module", params=BACKENDS)
 def demo(request, tmp_path_factory, starter) -> tuple[str, Path]:
     folder = tmp_path_factory.mktemp(f"demo-{request.param}") / "coll"
-    index_paths(folder, [CORPUS_LIST], _settings(request.param), progress=False, aligner=starter)
+    index_paths(folder, [CORPUS_LIST], _backend_settings(request, request.param), progress=False, aligner=starter)
     return request.param, folder
 
 
@@ -52,11 +61,11 @@ def engine(demo, starter):
 def test_the_manifest_names_the_backend_and_every_command_uses_it(demo, capsys):
     backend, folder = demo
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["backend"]["name"] == backend
+    assert manifest["backend"]["name"] == backend.removesuffix("-server")
     assert (folder / "milvus.db").exists() == (backend == "milvus")
     assert any(folder.glob("*.faiss")) == (backend == "faiss")
     with Collection.open(folder) as coll:
-        assert coll.backend.name == backend
+        assert coll.backend.name == backend.removesuffix("-server")
         for name, kinds in INDEX_KINDS.items():
             assert coll.index(name).count() == coll.catalog.vector_count(kinds) == manifest["indexes"][name]["ntotal"]
     code, out, err = run_cli(capsys, "search", "--index", str(folder), "--text", "four", "--target", "image", "-k", "5",
@@ -88,7 +97,7 @@ def test_filters_never_leak_and_match_brute_force(demo, starter, filters):
                                    ("image", "audio", "text"), 10, calibration)
         assert [r.id for r in response.results] == expected
         mode = response.plan.filter_mode
-        assert ("filter expression" in mode) == (backend == "milvus"), mode
+        assert ("filter expression" in mode) == backend.startswith("milvus"), mode
 
 
 def test_likes_raise_a_class_for_that_user_only(engine):
@@ -125,20 +134,20 @@ def _names(results) -> list[str]:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_incremental_reindex_removal_and_file_level_changes(backend, tmp_path, starter):
+def test_incremental_reindex_removal_and_file_level_changes(backend, tmp_path, starter, request):
     media = tmp_path / "media"
     media.mkdir()
     for label in "1256":
         shutil.copy(corpus_files("image", label, 1)[0], media / f"digit_{label}.png")
     target = tmp_path / "c"
-    settings = _settings(backend)
+    settings = _backend_settings(request, backend)
     index_paths(target, [media], settings, progress=False, aligner=starter)
     first = _index_entries(target)
 
     shutil.copy(corpus_files("image", "8", 1)[0], media / "eight.png")
     report = index_paths(target, [media], settings, progress=False, aligner=starter)
     assert report.added == 1
-    if backend == "milvus":
+    if backend.startswith("milvus"):
         assert _index_entries(target) == first, "appending must reuse the published Milvus collections"
     query = Query((QueryPart("text", text="eight"),), targets=("image",), k=10)
     with Engine.open(target, aligner=starter) as engine:

@@ -3,7 +3,9 @@
 The expression may let through more than the catalog's filter (the planner checks every
 candidate against the catalog and drops extras) but never less, since a miss cannot be
 recovered: a uri glob becomes LIKE with ``*`` -> ``%`` and every other special character ->
-``_``, and an item with several uris always passes it (only its first uri is stored).
+``_``, and an item with several uris always passes it (only its first uri is stored). Milvus
+2.3 servers accept only prefix patterns (``ab%``): for them the pattern is cut at its first
+wildcard, and a glob that starts with one is not pushed down at all.
 """
 
 from __future__ import annotations
@@ -43,16 +45,29 @@ def _literal(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def filter_expression(filters: Filters | None) -> str | None:
+def prefix_like(pattern: str) -> str | None:
+    """The widest prefix pattern (``ab%``) matching everything ``pattern`` does; None when the
+    pattern starts with a wildcard (nothing narrower than "everything")."""
+    cut = min((i for i in (pattern.find("%"), pattern.find("_")) if i >= 0), default=-1)
+    if cut < 0:
+        return pattern
+    return pattern[:cut] + "%" if cut > 0 else None
+
+
+def filter_expression(filters: Filters | None, infix_like: bool = True) -> str | None:
     """The Milvus filter expression for ``filters`` (None when they are empty); see the module
-    docstring for why it may pass more than the catalog does, never less."""
+    docstring for why it may pass more than the catalog does, never less. ``infix_like`` False
+    is for servers that take only prefix LIKE patterns."""
     if filters is None or not filters.active:
         return None
     clauses = []
     if filters.modalities:
         clauses.append(f"modality in [{', '.join(_literal(m) for m in filters.modalities)}]")
-    if filters.uri_glob:
-        clauses.append(f"(n_uris != 1 or uri like {_literal(glob_to_like(filters.uri_glob))})")
+    like: str | None = glob_to_like(filters.uri_glob) if filters.uri_glob else None
+    if like is not None and not infix_like:
+        like = prefix_like(like)
+    if like is not None:
+        clauses.append(f"(n_uris != 1 or uri like {_literal(like)})")
     for key, value in filters.meta.items():
         clauses.append(f"meta[{_literal(str(key))}] == {_literal(str(value))}")
     if filters.after is not None and np.isfinite(filters.after):

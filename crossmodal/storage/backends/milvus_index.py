@@ -133,7 +133,7 @@ class MilvusIndex(VectorIndex):
         scores = np.full((q.shape[0], int(k)), MISSING_SCORE, dtype=np.float32)
         labels = np.full((q.shape[0], int(k)), -1, dtype=np.int64)
         clauses = []
-        expression = filter_expression(filters)
+        expression = filter_expression(filters, self.backend.infix_like)
         if expression:
             clauses.append(f"({expression})")
         if selector_ids is not None:
