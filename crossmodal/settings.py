@@ -52,6 +52,11 @@ class IngestSettings:
 class IndexSettings:
     """How vectors become indexes (FAISS, or Milvus collections)."""
 
+    image_tower: str = "auto"
+    """How images are embedded for the index: ``int8`` quantises the image tower's Linear layers
+    once per run (`aligner.index_encoder`), ``fp32`` keeps the model's weights, ``auto`` is int8
+    for transformer towers (open_clip ViTs) on a CPU and fp32 for the rest (the starter's small
+    CNN gains nothing from it). Measured figures: docs/performance.md, "Indexing"."""
     kind: str = "auto"
     """auto, flat, hnsw, ivf_flat or ivf_pq; auto follows size and the memory budget."""
     flat_max: int = 100_000
@@ -119,7 +124,7 @@ class SearchSettings:
     energy maps) for them to count as copies; measured by scripts/bench_duplicates.py
     (docs/search.md, "Near-duplicates")."""
     text_tower: str = "int8"
-    """How a query's text is embedded (indexing always uses the model as it is): ``int8``
+    """How a query's text is embedded (indexing embeds texts with the model as it is): ``int8``
     quantises the text tower's Linear layers once, at load (ViT-B-32: 19 ms a query against
     168 ms for the model's own forward; the starter's held-out recall@1 and mAP move by at most
     0.001 point); ``fp32`` keeps the model's weights, the same vectors to rounding (66 ms). Both

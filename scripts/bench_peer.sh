@@ -7,14 +7,18 @@
 #     text->image query p50/p99 of crossmodal against clip-retrieval (same ViT-B-32 file, same
 #     2,000 JPEGs), run under scripts/peak_memory.py, which samples the process trees for the peak
 #     memory of `crossmodal index` / `serve` and of the peer's `inference` / `index` / `back`;
-#  2. scripts/bench_cli.py: the one-shot `crossmodal search` against `python -c "import torch"`;
-#  3. scripts/bench_query_latency.py --skip-tower: 1/4/8 concurrent HTTP clients against
+#  2. scripts/bench_image_forward.py: the bare image-tower forward of the same model (fp32 and
+#     int8, the indexer's process layout, images decoded in memory), so that indexing's share
+#     of what the model allows is visible;
+#  3. scripts/bench_cli.py: the one-shot `crossmodal search` against `python -c "import torch"`;
+#  4. scripts/bench_query_latency.py --skip-tower: 1/4/8 concurrent HTTP clients against
 #     `crossmodal serve` on the collection step 1 built.
 # The load averages (/proc/loadavg) before and after each step are recorded: the ratios are
 # measured in the same run, the absolute times depend on what else the machine runs.
 # Needs the shared peer scripts beside the clone (../shared/peers, or BENCH_PEERS=DIR) and
 # /usr/bin/time. Knobs (env): BENCH_CLI_RUNS=5 BENCH_CLI_SERVE_RUNS=0 BENCH_QL_MODES=int8
-# BENCH_QL_ROUNDS=3 BENCH_QL_REQUESTS=40. Logs and each step's own JSON go to OUT_JSON's folder,
+# BENCH_QL_ROUNDS=3 BENCH_QL_REQUESTS=40
+# BENCH_FWD_COUNT=160. Logs and each step's own JSON go to OUT_JSON's folder,
 # under bench_peer.d/.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,19 +47,29 @@ load() { echo "$1 $(date -u +%FT%TZ) $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/
 INDEX=/tmp/peers/cm-idx/perf   # where compare_clip_retrieval.sh puts crossmodal's collection
 
 load start
-echo "== 1/3 compare_clip_retrieval.sh (peak memory sampled)" >&2
+echo "== 1/4 compare_clip_retrieval.sh (peak memory sampled)" >&2
 "$PY" scripts/peak_memory.py --out "$WORK/memory.json" -- \
   "$PEERS/compare_clip_retrieval.sh" "$CM" "$NQ" 2>&1 | tee "$WORK/compare.log" >&2
 rc_compare=${PIPESTATUS[0]}
 load after_compare
 
-echo "== 2/3 bench_cli.py" >&2
+echo "== 2/4 bench_image_forward.py (bare forward)" >&2
+rc_fwd=1
+if [ -f "$INDEX/manifest.json" ]; then
+  MODEL=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["model"]["ref"])' "$INDEX/manifest.json")
+  "$PY" scripts/bench_image_forward.py --model "$MODEL" --images /tmp/peers/images-only \
+    --count "${BENCH_FWD_COUNT:-160}" --out "$WORK/forward.json" >/dev/null 2>"$WORK/forward.log"
+  rc_fwd=$?
+fi
+load after_forward
+
+echo "== 3/4 bench_cli.py" >&2
 "$PY" scripts/bench_cli.py --runs "${BENCH_CLI_RUNS:-5}" --serve-runs "${BENCH_CLI_SERVE_RUNS:-0}" \
   >"$WORK/cli.json" 2>"$WORK/cli.log"
 rc_cli=$?
 load after_cli
 
-echo "== 3/3 bench_query_latency.py (concurrency)" >&2
+echo "== 4/4 bench_query_latency.py (concurrency)" >&2
 rc_ql=1
 if [ -f "$INDEX/manifest.json" ]; then
   "$PY" scripts/bench_query_latency.py --index "$INDEX" --cm "$CM" --skip-tower \
@@ -67,9 +81,9 @@ else
 fi
 load end
 
-"$PY" - "$WORK" "$OUT" "$CM" "$NQ" "$PEERS" "$rc_compare" "$rc_cli" "$rc_ql" <<'PY'
+"$PY" - "$WORK" "$OUT" "$CM" "$NQ" "$PEERS" "$rc_compare" "$rc_cli" "$rc_ql" "$rc_fwd" <<'PY'
 import json, os, re, subprocess, sys
-work, out, cm, nq, peers, rc_compare, rc_cli, rc_ql = sys.argv[1:]
+work, out, cm, nq, peers, rc_compare, rc_cli, rc_ql, rc_fwd = sys.argv[1:]
 
 def load_json(name):
     try:
@@ -103,6 +117,13 @@ summary = {}
 idx = ratio(ci.get("images_per_s"), pi.get("images_per_s"))
 summary["indexing"] = {"peer_images_per_s": pi.get("images_per_s"), "crossmodal_images_per_s": ci.get("images_per_s"),
                        "ratio": idx, "target": ">= 2.0", "target_met": idx is not None and idx >= 2.0}
+fwd = load_json("forward.json")
+if fwd:
+    bare = fwd["images_per_s_median"]
+    summary["indexing"]["bare_forward_images_per_s"] = bare
+    summary["indexing"]["bare_forward_int8_over_fp32"] = fwd.get("int8_over_fp32")
+    summary["indexing"]["whole_command_over_bare_int8_forward"] = ratio(ci.get("images_per_s"), bare.get("int8"))
+    summary["indexing"]["whole_command_over_bare_fp32_forward"] = ratio(ci.get("images_per_s"), bare.get("fp32"))
 p50, p99 = ratio(cq.get("p50_ms"), pq.get("p50_ms")), ratio(cq.get("p99_ms"), pq.get("p99_ms"))
 summary["query"] = {"peer_p50_ms": pq.get("p50_ms"), "peer_p99_ms": pq.get("p99_ms"),
                     "crossmodal_p50_ms": cq.get("p50_ms"), "crossmodal_p99_ms": cq.get("p99_ms"),
@@ -161,6 +182,8 @@ result = {
             "are the figures to quote, not the absolute times",
     "commands": {
         "compare": f"scripts/peak_memory.py --out MEM -- {peers}/compare_clip_retrieval.sh {cm} {nq}",
+        "bare_forward": "scripts/bench_image_forward.py --model REF --images /tmp/peers/images-only --count {}".format(
+            os.environ.get("BENCH_FWD_COUNT", "160")),
         "one_shot_cli": "scripts/bench_cli.py --runs {} --serve-runs {}".format(
             os.environ.get("BENCH_CLI_RUNS", "5"), os.environ.get("BENCH_CLI_SERVE_RUNS", "0")),
         "concurrency": "scripts/bench_query_latency.py --index /tmp/peers/cm-idx/perf --skip-tower --modes {} "
@@ -168,9 +191,11 @@ result = {
                                                           os.environ.get("BENCH_QL_ROUNDS", "3"),
                                                           os.environ.get("BENCH_QL_REQUESTS", "40")),
     },
-    "returncodes": {"compare": int(rc_compare), "bench_cli": int(rc_cli), "bench_query_latency": int(rc_ql)},
+    "returncodes": {"compare": int(rc_compare), "bench_image_forward": int(rc_fwd), "bench_cli": int(rc_cli),
+                    "bench_query_latency": int(rc_ql)},
     "summary": summary,
-    "raw": {"compare": compare, "memory": load_json("memory.json"), "bench_cli": cli, "bench_query_latency": ql},
+    "raw": {"compare": compare, "memory": load_json("memory.json"), "bare_forward": fwd, "bench_cli": cli,
+            "bench_query_latency": ql},
 }
 os.makedirs(os.path.dirname(out), exist_ok=True)
 with open(out, "w") as f:

@@ -24,11 +24,9 @@ Anything else (another text architecture, a non-causal tower) falls back to the 
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from crossmodal.aligner.quantise import quantise_int8
 from crossmodal.errors import ConfigError
 
 LOG = logging.getLogger(__name__)
@@ -130,65 +129,6 @@ class _TrimmedTower(nn.Module):
         elif self.projection_matrix is not None:
             x = x @ self.projection_matrix
         return F.normalize(self.head(x), dim=-1)
-
-
-class _SelfAttention(nn.Module):
-    """``nn.MultiheadAttention`` (self-attention, packed projection) rebuilt from two plain
-    ``nn.Linear`` layers, so that quantisation reaches its projections too: torch leaves
-    the attention's own projections in float, and they hold a third of a CLIP text tower's
-    weights. The same computation; open_clip's blocks call it as they call the original."""
-
-    def __init__(self, mha: nn.MultiheadAttention) -> None:
-        super().__init__()
-        dim = mha.embed_dim
-        self.heads = mha.num_heads
-        self.batch_first = mha.batch_first
-        self.in_proj = nn.Linear(dim, 3 * dim, bias=mha.in_proj_bias is not None)
-        self.out_proj = nn.Linear(dim, dim, bias=mha.out_proj.bias is not None)
-        with torch.no_grad():
-            self.in_proj.weight.copy_(mha.in_proj_weight)
-            self.out_proj.weight.copy_(mha.out_proj.weight)
-            if mha.in_proj_bias is not None:
-                self.in_proj.bias.copy_(mha.in_proj_bias)
-            if mha.out_proj.bias is not None:
-                self.out_proj.bias.copy_(mha.out_proj.bias)
-
-    @staticmethod
-    def replaceable(mha: nn.MultiheadAttention) -> bool:
-        """Whether ``mha`` has only what `forward` computes (no separate k/v projections, no
-        bias_k/v, no zero-attention row)."""
-        return bool(mha._qkv_same_embed_dim and mha.bias_k is None and mha.bias_v is None and not mha.add_zero_attn)
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, need_weights: bool = False,
-                attn_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
-        if key is not query or value is not query:
-            raise ValueError("only self-attention is supported")
-        x = query if self.batch_first else query.transpose(0, 1)
-        batch, length, dim = x.shape
-        qkv = self.in_proj(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
-        out = self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
-        return (out if self.batch_first else out.transpose(0, 1)), None
-
-
-def quantise_int8(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` whose Linear layers (attention projections included) are dynamically
-    quantised to int8; the embedding table is shared, not copied (it is a lookup, not a product)."""
-    engines = torch.backends.quantized.supported_engines
-    if not any(e in engines for e in ("x86", "fbgemm", "qnnpack")):
-        raise ConfigError(f"this torch build has no int8 engine ({engines}); set [search] text_tower = \"fp32\"")
-    table = getattr(module, "token_embedding", None)
-    memo = {id(table): table} if table is not None else {}
-    copied = copy.deepcopy(module, memo)
-    for parent in list(copied.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.MultiheadAttention) and _SelfAttention.replaceable(child):
-                setattr(parent, name, _SelfAttention(child))
-    with warnings.catch_warnings():  # torch marks torch.ao.quantization deprecated but ships it
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(copied, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def check_mode(mode: str) -> None:

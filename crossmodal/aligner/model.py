@@ -197,13 +197,16 @@ class Aligner(nn.Module):
         return out
 
     @torch.inference_mode()
-    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 256) -> np.ndarray:
-        """One normalised vector per image (each is preprocessed to the same size on its own)."""
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 256,
+                     tower: nn.Module | None = None) -> np.ndarray:
+        """One normalised vector per image (each is preprocessed to the same size on its own);
+        ``tower`` runs instead of the image tower when given (an int8 copy of it, for indexing)."""
         out = np.zeros((len(images), self.embed_dim), dtype=np.float32)
         with _evaluating(self):
             for sl in _batches(len(images), batch_size):
                 pixels = torch.stack([self.preprocess_image(img) for img in images[sl]]).to(self.device)
-                out[sl] = self.encode_image(pixels).float().cpu().numpy()
+                vectors = self.encode_image(pixels) if tower is None else tower(pixels, normalize=True)
+                out[sl] = vectors.float().cpu().numpy()
         return out
 
     @torch.inference_mode()

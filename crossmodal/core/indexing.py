@@ -209,7 +209,13 @@ def index_paths(coll: Collection, aligner: Aligner, paths: Sequence[str | Path],
         todo, pending = _plan(catalog, _with_towers(cands, aligner, report), report)
         bar = tqdm(total=len(todo), unit="item", desc=f"indexing {coll.name}", disable=not progress)
         weights = settings.index.fusion_weights
-        for outcomes in embed_stream(todo, aligner, settings.ingest, weights, catalog.content_lookup()):
+        # made before the workers fork, so that they share it; an int8 image tower only if images are to embed
+        from crossmodal.aligner.index_encoder import IndexEncoder, check_image_mode
+
+        check_image_mode(settings.ingest.image_tower)
+        images = any("image" in c.modalities for c in todo)
+        encoder = IndexEncoder(aligner, settings.ingest.image_tower if images else "fp32")
+        for outcomes in embed_stream(todo, encoder, settings.ingest, weights, catalog.content_lookup()):
             with catalog.transaction():
                 stored = catalog.items_for_hashes([o.content_hash for o in outcomes if o.content_hash])
                 ready = []
@@ -217,7 +223,7 @@ def index_paths(coll: Collection, aligner: Aligner, paths: Sequence[str | Path],
                     if outcome.item is None and outcome.content_hash not in stored:
                         # Stored when the worker looked, but dropped since (its last file changed
                         # earlier in this run): embed it after all.
-                        outcome = process_batch([outcome.cand], aligner, settings.ingest, weights, lambda _: set())[0]
+                        outcome = process_batch([outcome.cand], encoder, settings.ingest, weights, lambda _: set())[0]
                     if isinstance(outcome.item, Skip):
                         report.skipped.append(outcome.item)
                     else:

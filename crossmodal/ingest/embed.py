@@ -30,7 +30,7 @@ from crossmodal.media import Waveform
 from crossmodal.settings import IngestSettings
 
 if TYPE_CHECKING:  # torch loads with the model, not with this module
-    from crossmodal.aligner.model import Aligner
+    from crossmodal.aligner.index_encoder import IndexEncoder
 
 
 @dataclass
@@ -113,13 +113,13 @@ def _fuse(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray
     return _normalise(np.asarray(total, dtype=np.float32))
 
 
-def _embed_batch(aligner: Aligner, batch: Sequence[Decoded], weights: dict[str, float]) -> list[NewItem]:
+def _embed_batch(encoder: IndexEncoder, batch: Sequence[Decoded], weights: dict[str, float]) -> list[NewItem]:
     images = [d for d in batch if d.image is not None]
-    image_vecs = aligner.embed_images([d.image for d in images]) if images else np.zeros((0, aligner.embed_dim))
+    image_vecs = encoder.embed_images([d.image for d in images]) if images else np.zeros((0, encoder.embed_dim))
     clips = [d for d in batch if d.wave is not None]
-    audio = aligner.embed_audio([d.wave for d in clips], sources=[d.cand.uri for d in clips]) if clips else []
+    audio = encoder.embed_audio([d.wave for d in clips], sources=[d.cand.uri for d in clips]) if clips else []
     texts = [c.text for d in batch for c in d.chunks]
-    text_vecs = aligner.embed_texts(texts) if texts else np.zeros((0, aligner.embed_dim))
+    text_vecs = encoder.embed_texts(texts) if texts else np.zeros((0, encoder.embed_dim))
     image_of = {id(d): image_vecs[i] for i, d in enumerate(images)}
     audio_of = {id(d): audio[i] for i, d in enumerate(clips)}
     items, t = [], 0
@@ -144,18 +144,18 @@ def _embed_batch(aligner: Aligner, batch: Sequence[Decoded], weights: dict[str, 
     return items
 
 
-def embed_decoded(aligner: Aligner, batch: Sequence[Decoded],
+def embed_decoded(encoder: IndexEncoder, batch: Sequence[Decoded],
                   weights: dict[str, float]) -> list[tuple[Decoded, NewItem | Skip]]:
     """Embed a batch in one model call per modality; if the batch fails (one clip the model
     cannot take), embed item by item so only the bad one is skipped."""
     try:
-        return list(zip(batch, _embed_batch(aligner, batch, weights)))
+        return list(zip(batch, _embed_batch(encoder, batch, weights)))
     except (CrossmodalError, ValueError, RuntimeError) as exc:
         if len(batch) == 1:
             return [(batch[0], Skip(batch[0].cand.uri, f"cannot embed ({exc})"))]
     out: list[tuple[Decoded, NewItem | Skip]] = []
     for d in batch:
-        out += embed_decoded(aligner, [d], weights)
+        out += embed_decoded(encoder, [d], weights)
     return out
 
 
@@ -172,22 +172,22 @@ class Outcome:
 KnownHashes = Callable[[list[str]], set[str]]
 
 
-def process_batch(cands: Sequence[Candidate], aligner: Aligner, settings: IngestSettings,
+def process_batch(cands: Sequence[Candidate], encoder: IndexEncoder, settings: IngestSettings,
                   weights: dict[str, float], known: KnownHashes) -> list[Outcome]:
     """Decode a batch, embed the parts whose content is new in one model call per modality.
     ``known(hashes)`` says which of a batch's content hashes the catalog holds already."""
     decoded = [decode_or_skip(cand, settings) for cand in cands]
     stored = known([d.content_hash for d in decoded if isinstance(d, Decoded)])
     fresh = [d for d in decoded if isinstance(d, Decoded) and d.content_hash not in stored]
-    embedded = {id(d): r for d, r in embed_decoded(aligner, fresh, weights)} if fresh else {}
+    embedded = {id(d): r for d, r in embed_decoded(encoder, fresh, weights)} if fresh else {}
     return [Outcome(c, None, d) if isinstance(d, Skip) else Outcome(c, d.content_hash, embedded.get(id(d)))
             for c, d in zip(cands, decoded)]
 
 
-def embed_workers(settings: IngestSettings, aligner: Aligner) -> int:
+def embed_workers(settings: IngestSettings, encoder: IndexEncoder) -> int:
     """Processes that decode and embed (0: everything in the calling process). Auto (-1) is
     one per core, up to 8; a model on a GPU stays in the calling process (CUDA does not fork)."""
-    if fork_context() is None or aligner.device.type != "cpu":
+    if fork_context() is None or encoder.device.type != "cpu":
         return 0
     if settings.workers >= 0:
         return settings.workers
@@ -198,18 +198,19 @@ def embed_workers(settings: IngestSettings, aligner: Aligner) -> int:
 _WORKER: dict = {}
 
 
-def _setup_worker(aligner: Aligner, settings: IngestSettings, weights: dict[str, float], known: KnownHashes) -> None:
+def _setup_worker(encoder: IndexEncoder, settings: IngestSettings, weights: dict[str, float],
+                  known: KnownHashes) -> None:
     """One torch thread per worker: OpenMP's thread pool does not survive fork (a forked child
     asking it for two threads hangs), and one process per core is the parallelism anyway."""
     import torch
 
     torch.set_num_threads(1)
-    _WORKER.update(aligner=aligner, settings=settings, weights=weights, known=known)
+    _WORKER.update(encoder=encoder, settings=settings, weights=weights, known=known)
 
 
 def _worker_batch(cands: Sequence[Candidate]) -> list[tuple[str | None, NewItem | Skip | None]]:
     """Runs in a worker; the candidates stay behind (the indexer has them), only results travel."""
-    outcomes = process_batch(cands, _WORKER["aligner"], _WORKER["settings"], _WORKER["weights"], _WORKER["known"])
+    outcomes = process_batch(cands, _WORKER["encoder"], _WORKER["settings"], _WORKER["weights"], _WORKER["known"])
     return [(o.content_hash, o.item) for o in outcomes]
 
 
@@ -217,18 +218,18 @@ def _crashed(cand: Candidate) -> tuple[None, Skip]:
     return None, Skip(cand.uri, "reading this file crashed the worker process")
 
 
-def embed_stream(cands: Sequence[Candidate], aligner: Aligner, settings: IngestSettings,
+def embed_stream(cands: Sequence[Candidate], encoder: IndexEncoder, settings: IngestSettings,
                  weights: dict[str, float], known: KnownHashes) -> Iterator[list[Outcome]]:
     """Outcomes batch by batch, in input order. ``known(hashes)`` says which contents are
     stored already, so they are not embedded again; with workers it is called in each worker,
     so it must be safe to call after a fork (it is inherited, never pickled)."""
-    workers = embed_workers(settings, aligner)
+    workers = embed_workers(settings, encoder)
     if workers == 0:
         for part in batched(cands, settings.batch_size):
-            yield process_batch(part, aligner, settings, weights, known)
+            yield process_batch(part, encoder, settings, weights, known)
         return
     pool = OrderedProcessMap(_worker_batch, cands, workers, _crashed, setup=_setup_worker,
-                             setup_args=(aligner, settings, weights, known))
+                             setup_args=(encoder, settings, weights, known))
     done = 0
     for results in pool.run(settings.batch_size):
         yield [Outcome(cand, *result) for cand, result in zip(cands[done:done + len(results)], results)]

@@ -10,34 +10,20 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 from support.media import corpus_files
 from torch import nn
 
-from crossmodal.aligner import load_aligner
-from crossmodal.aligner.fast_text import QueryTextEncoder, _SelfAttention
-from crossmodal.aligner.open_clip_source import list_open_clip_models
+from crossmodal.aligner.fast_text import QueryTextEncoder
+from crossmodal.aligner.quantise import PackedSelfAttention
 from crossmodal.core import Engine, query_from_fields
 from crossmodal.errors import ConfigError
 from crossmodal.settings import Settings
 
 TEXTS = ["the digit seven", "a handwritten 3", "someone saying nine", "zero", "the number two, written by hand",
          "eight", "a picture of a four", "one", "five!", "six six six"]
-
-
-@pytest.fixture(scope="module")
-def tiny_vit(tmp_path_factory) -> nn.Module:
-    """crossmodal's tiny open_clip ViT with random weights, through the no-training route."""
-    path = tmp_path_factory.mktemp("clip") / "tiny.safetensors"
-    assert "crossmodal-tiny-vit" in list_open_clip_models()  # registers crossmodal's configs with open_clip
-    torch.manual_seed(3)
-    model = open_clip.create_model("crossmodal-tiny-vit")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return load_aligner(f"open_clip:crossmodal-tiny-vit/{path}")
 
 
 def _gallery(aligner) -> np.ndarray:
@@ -90,7 +76,7 @@ def test_rebuilt_attention_computes_what_torch_does() -> None:
         mask = torch.full((7, 7), float("-inf")).triu_(1)
         with torch.inference_mode():
             want = mha(x, x, x, need_weights=False, attn_mask=mask)[0]
-            got = _SelfAttention(mha)(x, x, x, need_weights=False, attn_mask=mask)[0]
+            got = PackedSelfAttention(mha)(x, x, x, need_weights=False, attn_mask=mask)[0]
         assert torch.allclose(want, got, atol=1e-5)
 
 
