@@ -17,6 +17,7 @@ import warnings
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import skip_init
 
 from crossmodal.errors import ConfigError
 
@@ -32,8 +33,9 @@ class PackedSelfAttention(nn.Module):
         dim = mha.embed_dim
         self.heads = mha.num_heads
         self.batch_first = mha.batch_first
-        self.in_proj = nn.Linear(dim, 3 * dim, bias=mha.in_proj_bias is not None)
-        self.out_proj = nn.Linear(dim, dim, bias=mha.out_proj.bias is not None)
+        # skip_init: the weights are copied over at once, so a random initialisation is wasted work
+        self.in_proj = skip_init(nn.Linear, dim, 3 * dim, bias=mha.in_proj_bias is not None)
+        self.out_proj = skip_init(nn.Linear, dim, dim, bias=mha.out_proj.bias is not None)
         with torch.no_grad():
             self.in_proj.weight.copy_(mha.in_proj_weight)
             self.out_proj.weight.copy_(mha.out_proj.weight)
