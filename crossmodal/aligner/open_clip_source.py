@@ -107,7 +107,9 @@ def _create_from_file(name: str, path: str) -> tuple[torch.nn.Module, Callable[[
     quiet = _DropRandomInitNotice()
     root.addFilter(quiet)  # open_clip says the model is random, which it is only until the file is read
     try:
-        created, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+        # pretrained_text=False: a Hugging Face text tower (xlm-roberta-base-ViT-B-32's) is built from its config
+        # alone, since the file holds its weights; open_clip would otherwise first fetch the transformer's own.
+        created, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, pretrained_text=False)
     finally:
         root.removeFilter(quiet)
     dtypes = {}
