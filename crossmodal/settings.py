@@ -173,17 +173,13 @@ class RecommendSettings:
     min_users: int = 2
     """Fewer users with feedback than this fit no collaborative model (nothing to collaborate on)."""
     user_history: float = 5.0
-    """c_u in the collaborative weight n_u / (n_u + c_u) * n_i / (n_i + c_i): how many liked items
-    a user needs before co-likes weigh half as much as they can."""
+    """c_u in s_u = n_u / (n_u + c_u): how many liked items a user needs before their own taste
+    weighs as much as popularity, and co-likes half as much as they can (the collaborative
+    weight is s_u * n_i / (n_i + c_i))."""
     item_history: float = 3.0
     """c_i in the same weight: how many users an item needs before its co-likes count half."""
     mmr_lambda: float = 0.7
     """Maximal marginal relevance of a list: 1.0 ranks by score alone, lower keeps it varied."""
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """The HTTP server: who may use it, and bounds on what one request may cost."""
     graph: bool = True
     """The related-items graph (shared metadata, segments of one file, co-likes): explanations
     name related liked items, and it ranks what a thin list's method could not score."""
@@ -191,7 +187,14 @@ class ServerSettings:
     """Metadata keys whose shared values link items in the graph."""
     graph_max_group: int = 200
     """Items sharing one value (or file) beyond this link nothing: too common to say why."""
+    co_liked: float = 0.5
+    """Share of item-to-item co-likes (the graph's links from the user's liked items) in a
+    hybrid's collaborative part, ALS having the rest; 0: ALS alone (docs/recommendation.md)."""
 
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The HTTP server: who may use it, and bounds on what one request may cost."""
     max_upload_mb: float = 32.0
     """Whole request body limit; larger requests get 413."""
     threads: int = 8

@@ -253,13 +253,16 @@ class Recommender:
         history = interactions.user_counts().get(user, 0)
         s = self.settings.recommend
         item_counts = interactions.item_counts()
-        scores = blend_scores(method, content, item_modality, cf, history_of(ids, item_counts),
-                              history, s.user_history, s.item_history)
         liked = self._liked(interactions, user)
         graph = self.graph(interactions) if liked or explain else None
+        co_liked = graph.scores(liked, ids, ("co_liked",)) if graph is not None and s.co_liked > 0 else None
+        scores = blend_scores(method, content, item_modality, cf, history_of(ids, item_counts),
+                              history, s.user_history, s.item_history, co_liked, s.co_liked)
         final, by_graph = widen(scores.final, scores.scored(), graph, liked, ids, k * SHORTLIST)
         shortlist = np.argsort(-final, kind="stable")[:max(k * SHORTLIST, k)]
-        order = [int(shortlist[i]) for i in mmr_order(final[shortlist], matrix[shortlist], k, s.mmr_lambda)]
+        top = float(final[shortlist].max()) if len(shortlist) else 0.0
+        relevance = final[shortlist] / top if top > 0 else final[shortlist]  # MMR's balance: not the scale's
+        order = [int(shortlist[i]) for i in mmr_order(relevance, matrix[shortlist], k, s.mmr_lambda)]
         why = self._explainer(user, liked, graph, item_counts, scores.used) if explain else None
         results = []
         for row in order:

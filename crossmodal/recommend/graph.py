@@ -110,19 +110,23 @@ class ItemGraph:
                 out.append(Link(group[0], self.group_weight(group), key=group[1], value=group[2]))
         return sorted(out, key=lambda link: -link.weight)
 
-    def scores(self, history: Mapping[int, float], items: np.ndarray) -> np.ndarray:
+    def scores(self, history: Mapping[int, float], items: np.ndarray, kinds: Iterable[str] = KINDS) -> np.ndarray:
         """For each of ``items``: the summed link weight from the user's ``history`` (item ->
-        the user's positive weight for it), scaled so the best is 1 (all 0 without links)."""
+        the user's positive weight for it) over links of ``kinds``, scaled so the best is 1
+        (all 0 without links)."""
         index = {int(i): n for n, i in enumerate(items)}
         out = np.zeros(len(items), dtype=np.float64)
+        kinds = set(kinds)
         for h, w in history.items():
-            for group in self.member_of.get(int(h), ()):
+            for group in self.member_of.get(int(h), ()) if kinds - {"co_liked"} else ():
+                if group[0] not in kinds:
+                    continue
                 gw = w * self.group_weight(group)
                 for member in self.groups[group]:
                     n = index.get(int(member))
                     if n is not None and member != h:
                         out[n] += gw
-            for other, common in self.co.get(int(h), {}).items():
+            for other, common in self.co.get(int(h), {}).items() if "co_liked" in kinds else ():
                 n = index.get(other)
                 if n is not None:
                     out[n] += w * common / math.sqrt(self.likers[int(h)] * self.likers[other])

@@ -6,11 +6,14 @@
 - collaborative: x_u . y_i of the ALS model, standardised over the items it knows and squashed
   the same way; an item it does not know (no one reacted to it yet) gets none.
 - popularity: log(1 + n_i) / log(1 + max n), n_i the users who liked or clicked the item.
-- hybrid: w_cf collaborative + (1 - w_cf) content, with the collaborative weight
-  w_cf = n_u / (n_u + c_u) * n_i / (n_i + c_i), n_u the user's positive history, n_i the
-  item's: a user with little history, or an item few people reacted to, leans on content
-  (new items get content scores), a well-known user and item on the collaborative model. A
-  user with no usable history at all (cold start) gets popularity.
+- hybrid: w_cf collaborative + (1 - w_cf) (s_u content + (1 - s_u) popularity), with
+  s_u = n_u / (n_u + c_u) and w_cf = s_u * n_i / (n_i + c_i), n_u the user's positive
+  history, n_i the item's. A user's own taste (content) earns its weight against what many
+  people liked as their history grows, the way a cold-start user (no usable history at all)
+  gets popularity alone; an item few people reacted to leans on content (a new item gets its
+  content score, s_u times it), a well-known user and item on the collaborative part. That
+  part is ALS, or with co-likes given, (1 - c) ALS + c co-likes: the item-to-item links of
+  the related-items graph from the user's liked items (`[recommend] co_liked` = c).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class SourceScores:
 
 def blend_scores(method: str, content_cos: np.ndarray | None, modalities: np.ndarray, cf_raw: np.ndarray | None,
                  item_history: np.ndarray, user_history: int, user_constant: float,
-                 item_constant: float) -> SourceScores:
+                 item_constant: float, co_liked: np.ndarray | None = None, co_weight: float = 0.0) -> SourceScores:
     """The final score of each candidate under ``method`` (one of `METHODS`)."""
     n = len(modalities)
     nan = np.full(n, np.nan)
@@ -103,6 +106,12 @@ def blend_scores(method: str, content_cos: np.ndarray | None, modalities: np.nda
         final = np.where(np.isfinite(collaborative), collaborative, 0.0)
         return SourceScores(content, collaborative, popularity, np.ones(n), final, "collaborative")
     base = content if has_content else popularity
+    if has_content:
+        share = user_history / (user_history + user_constant) if user_history > 0 else 0.0
+        base = share * content + (1.0 - share) * popularity
+    if has_cf and co_liked is not None and co_weight > 0:
+        collaborative = np.where(np.isfinite(collaborative),
+                                 (1.0 - co_weight) * collaborative + co_weight * co_liked, np.nan)
     if has_cf:
         weight = np.where(np.isfinite(collaborative), cf_weight(user_history, counts, user_constant, item_constant),
                           0.0)

@@ -124,8 +124,10 @@ def test_hybrid_blends_by_history_and_new_items_get_content(folder):
         assert response.used == "hybrid"
         for r in response.results:
             s = r.sources
-            if s["collaborative"] is None:  # no one reacted to it yet: content alone
-                assert s["cf_weight"] == 0.0 and r.score == pytest.approx(s["content"], abs=1e-5)
+            if s["collaborative"] is None:  # no one reacted to it yet: content, at the user's share s_u
+                share = response.history / (response.history + engine.settings.recommend.user_history)
+                assert s["cf_weight"] == 0.0 and s["popularity"] == 0.0
+                assert r.score == pytest.approx(share * s["content"], abs=1e-5)
             else:
                 assert 0 < s["cf_weight"] < 1
 

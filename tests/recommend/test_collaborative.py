@@ -84,4 +84,26 @@ def test_the_blend_leans_on_history():
     new_item = blend_scores("hybrid", np.array([0.9, 0.1, 0.5]), mods, np.array([np.nan, 5.0, 1.0]),
                             np.array([0, 9, 9]), 10, 5.0, 3.0)
     assert new_item.used == "hybrid" and new_item.cf_weight[0] == 0.0  # a new item: content only
-    assert new_item.final[0] == pytest.approx(new_item.content[0])
+    assert new_item.final[0] == pytest.approx(10 / 15 * new_item.content[0])  # at the user's share 10 / (10 + 5)
+
+
+def test_popularity_gives_way_to_the_users_taste_as_history_grows():
+    """Item 0 is the closest to the user's taste, item 1 what most people liked: a user with
+    one liked item gets item 1 first, one with fifty item 0."""
+    mods = np.array(["image"] * 4)
+    cos, counts, cf = np.array([0.9, 0.2, 0.5, 0.4]), np.array([1, 30, 2, 2]), np.full(4, np.nan)
+    few = blend_scores("hybrid", cos, mods, cf, counts, 1, 5.0, 3.0)
+    many = blend_scores("hybrid", cos, mods, cf, counts, 50, 5.0, 3.0)
+    assert few.final.argmax() == 1 and many.final.argmax() == 0
+    share = 1 / 6
+    assert few.final == pytest.approx(share * few.content + (1 - share) * few.popularity)
+
+
+def test_co_likes_take_their_share_of_the_collaborative_part():
+    mods = np.array(["image"] * 3)
+    cos, counts, cf = np.array([0.5, 0.5, 0.5]), np.array([4, 4, 4]), np.array([1.0, 2.0, 3.0])
+    co = np.array([1.0, 0.0, 0.0])
+    als = blend_scores("hybrid", cos, mods, cf, counts, 20, 5.0, 3.0)
+    mixed = blend_scores("hybrid", cos, mods, cf, counts, 20, 5.0, 3.0, co, 0.5)
+    assert mixed.collaborative == pytest.approx(0.5 * als.collaborative + 0.5 * co)
+    assert als.final.argmax() == 2 and mixed.final.argmax() == 0
