@@ -126,3 +126,27 @@ def test_a_cold_start_list_says_how_many_people_liked_each_item_and_the_cli_prin
                           "u1", "-k", "3", "--method", "content", "--explain"], capture_output=True, text=True,
                          check=True).stdout
     assert f"- because you liked #{favourite} \"" in out, out
+
+
+def test_the_graph_is_kept_while_catalog_and_feedback_stay_and_rebuilt_when_either_changes(folder, starter, tmp_path):
+    with engine_for(folder) as engine:
+        _, by = catalog(engine)
+        a, b = by[("image", "5", None)][:2]
+        engine.feedback("u1", a, "like")
+        first = engine.recommender.graph()
+        assert engine.recommender.graph() is first and first.links(a, b)[0].kind == "meta"
+        engine.feedback("u1", b, "like")
+        second = engine.recommender.graph()
+        assert second is not first and [link.kind for link in second.links(a, b)] == ["co_liked", "meta"]
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"modality": "text", "text": "Five fingers on one hand.", "label": "5"}) + "\n")
+    with Engine.open(folder, settings=Settings(), aligner=starter) as engine:
+        before = engine.recommender.graph()
+        engine.index([extra], progress=False)  # a new catalog generation, the same feedback
+        after = engine.recommender.graph()
+        fields = engine.collection.catalog.filter_fields()
+        (new,) = [i for i, f in fields.items() if f["uri"].split("#")[0].endswith("extra.jsonl")]
+        assert after is not before and not before.links(a, new)
+        assert [link.value for link in after.links(a, new)] == ["5"] and engine.recommender.graph() is after
+    with engine_for(folder, graph=False) as engine:
+        assert engine.recommender.graph() is None
