@@ -46,17 +46,17 @@ class IngestSettings:
     checked from the header (WAV, FLAC, OGG, AIFF) and again while decoding (MP3, or a header
     that lies). 1 GiB is 50 minutes of 44.1 kHz stereo; resampling for the model adds a mono
     copy and the resampled clip, together at most as much again."""
+    image_tower: str = "auto"
+    """How images are embedded for the index: ``int8`` quantises the image tower's Linear layers
+    once per run (`aligner.index_encoder`), ``fp32`` keeps the model's weights, ``auto`` is int8
+    for transformer towers (open_clip ViTs) on a CPU and fp32 for the rest (the starter's small
+    CNN gains nothing from it). Measured figures: docs/performance.md, "Indexing"."""
 
 
 @dataclass(frozen=True)
 class IndexSettings:
     """How vectors become indexes (FAISS, or Milvus collections)."""
 
-    image_tower: str = "auto"
-    """How images are embedded for the index: ``int8`` quantises the image tower's Linear layers
-    once per run (`aligner.index_encoder`), ``fp32`` keeps the model's weights, ``auto`` is int8
-    for transformer towers (open_clip ViTs) on a CPU and fp32 for the rest (the starter's small
-    CNN gains nothing from it). Measured figures: docs/performance.md, "Indexing"."""
     kind: str = "auto"
     """auto, flat, hnsw, ivf_flat or ivf_pq; auto follows size and the memory budget."""
     flat_max: int = 100_000
