@@ -2,6 +2,8 @@
 """Train the bundled starter model (or a leave-speakers-out variant) from the digits world.
 
 Ships the model:   python scripts/train_starter_model.py --data ../shared/data
+New languages:    python scripts/train_starter_model.py --data ../shared/data --text-only-from starter \\
+                       --out build/starter-text
 Unseen speakers:   python scripts/train_starter_model.py --data ../shared/data \\
                        --holdout-speakers lucas --out build/loso-lucas --epochs 6
 Prints a JSON summary with the held-out metrics; they are also stored in the checkpoint config.
@@ -16,14 +18,20 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 # Run from a checkout: the research package `starter` lives beside this script.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from starter.recipe import train_digits_aligner
+from starter.text_retrain import retrain_text_tower
 
 from crossmodal.aligner.registry import PRETRAINED_DIR
 from crossmodal.errors import CrossmodalError
 from crossmodal.training.trainer import TrainCfg
+
+DESCRIPTION = ("Small from-scratch aligner for the digits world (MNIST, spoken digits, digit captions in English, "
+               "Chinese, Spanish, French and German).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default=None, help='JSON object, e.g. {"image": 64}')
     parser.add_argument("--audio-augment", default=None,
                         help='JSON object overriding audio augmentation, e.g. {"speed": [0.75, 1.3]}')
+    parser.add_argument("--text-only-from", default=None, metavar="MODEL",
+                        help="retrain only the text tower of MODEL (a checkpoint or shipped name) on every "
+                             "language's captions, its image and audio towers kept (scripts/starter/text_retrain.py)")
+    parser.add_argument("--context-length", type=int, default=64, help="text context with --text-only-from")
+    parser.add_argument("--text-steps", type=int, default=1500, help="steps with --text-only-from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -62,6 +75,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     speakers = [s for s in args.holdout_speakers.split(",") if s]
     try:
+        if args.text_only_from:
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            summary = retrain_text_tower(args.data, args.text_only_from, args.out, args.work,
+                                         context_length=args.context_length, steps=args.text_steps, seed=args.seed,
+                                         typeset_per_digit=args.typeset_per_digit,
+                                         description=DESCRIPTION, progress=not args.quiet)
+            json.dump(summary, sys.stdout, indent=1, default=float)
+            sys.stdout.write("\n")
+            return 0
         summary = train_digits_aligner(args.data, args.out, args.work, cfg, config=args.config,
                                        holdout_speakers=speakers,
                                        typeset_per_digit=args.typeset_per_digit,

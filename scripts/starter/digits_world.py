@@ -24,6 +24,7 @@ from crossmodal.errors import ConfigError
 from crossmodal.ingest.item_list import write_item_list
 
 from .mnist import load_mnist
+from .multilingual import multilingual_captions
 
 LOG = logging.getLogger(__name__)
 
@@ -298,6 +299,12 @@ def _text_rows(split: str) -> list[dict]:
     return [{"modality": "text", "text": text, "label": label} for text, label in captions(split)]
 
 
+def _multilingual_rows(split: str) -> list[dict]:
+    """The other languages' captions of one split, each tagged with its language in ``meta``."""
+    return [{"modality": "text", "text": text, "label": label, "meta": {"lang": lang}}
+            for text, label, lang in multilingual_captions(split)]
+
+
 def _limit(images: np.ndarray, labels: np.ndarray, limit: int | None,
            name: str) -> tuple[np.ndarray, np.ndarray]:
     if limit is None:
@@ -319,7 +326,7 @@ def write_digits_lists(
     """Extract MNIST to PNGs under `out_dir` and write train/eval/holdout item lists there.
 
     `data_dir` holds `mnist/` (the four IDX files) and `fsdd/recordings/`. Returns item list
-    name ("train", "eval", "holdout_<speaker>", "typeset_eval") -> path. Held-out speakers are
+    name ("train", "eval", "eval_multilingual", "holdout_<speaker>", "typeset_eval") -> path. Held-out speakers are
     absent from train.jsonl altogether and get their own item list with all fifty takes of each
     digit. With ``typeset_per_digit`` > 0, digits drawn in three quarters of the machine's fonts
     (and Pillow's own) join the training images, and the remaining fonts make `typeset_eval`.
@@ -350,11 +357,16 @@ def write_digits_lists(
         "train": train_image_rows
         + _audio_rows(r for r in recs
                       if r.index in FSDD_TRAIN_INDEXES and r.speaker not in holdout)
-        + _text_rows("train"),
+        + _text_rows("train") + _multilingual_rows("train"),
         "eval": test_image_rows
         + _audio_rows(r for r in recs if r.index in FSDD_TEST_INDEXES)
         + heldout_text,
     }
+    # The official split again, with every language's held-out captions as text queries
+    # (English tagged "en"); `scripts/eval_languages.py` scores it language by language.
+    lists["eval_multilingual"] = (
+        lists["eval"][:-len(heldout_text)]
+        + [{**row, "meta": {"lang": "en"}} for row in heldout_text] + _multilingual_rows("heldout"))
     if typeset_per_digit > 0:
         train_fonts, eval_fonts = split_fonts(find_fonts())
         lists["train"] += render_typeset_digits(out_dir, "typeset/train", [None, *train_fonts],

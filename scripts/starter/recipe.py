@@ -20,6 +20,7 @@ from crossmodal.evaluation.metrics import ALL_DIRECTIONS
 from crossmodal.ingest.item_list import read_item_list
 from crossmodal.training.trainer import TrainCfg, seed_everything, train
 
+from .by_language import evaluate_list_by_language
 from .digits_world import write_digits_lists
 from .tts_voices import write_tts_list
 
@@ -34,7 +35,8 @@ def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cf
     """Train on MNIST train + FSDD takes 5–49 (minus held-out speakers) + training captions
     (+ ``tts_voices`` synthetic speakers saying each digit), keep the best epoch by validation,
     then score it on the official held-out split, on unseen fonts, and on each held-out
-    speaker. The scores are written into the checkpoint config."""
+    speaker, and each language's held-out captions as text queries. The scores are written into
+    the checkpoint config."""
     started = time.time()
     lists = write_digits_lists(data_dir, work_dir, holdout_speakers, mnist_train_limit=mnist_train_limit,
                                        typeset_per_digit=typeset_per_digit, seed=train_cfg.seed)
@@ -49,7 +51,8 @@ def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cf
     fit = load_dataset(fit_items, aligner, labels, progress=progress)
     val = load_dataset(val_items, aligner, labels, progress=progress)
     trained_on = {
-        "data": "MNIST train (60k) + FSDD recordings 5-49 + training captions + typeset digits"
+        "data": "MNIST train (60k) + FSDD recordings 5-49 + training captions (en, zh-Hans, zh-Hant, es, "
+                "fr, de) + typeset digits"
                 + (f" + {tts_voices} synthetic voices x 10 digits" if tts_voices > 0 else ""),
         "holdout_speakers": list(holdout_speakers),
         "typeset_per_digit": typeset_per_digit,
@@ -61,6 +64,7 @@ def train_digits_aligner(data_dir: Path, out_dir: Path, work_dir: Path, train_cf
     best = load_aligner(out_dir)
     scores: dict[str, Any] = {"validation": result.best_metrics, "best_epoch": result.best_epoch}
     scores["heldout"] = evaluate_list(lists["eval"], best, ALL_DIRECTIONS, progress).metrics
+    scores["heldout_by_language"] = evaluate_list_by_language(lists["eval_multilingual"], best, progress)
     if "typeset_eval" in lists:
         scores["typeset_unseen_fonts"] = evaluate_list(
             lists["typeset_eval"], best, ["image->text", "text->image"], progress).metrics

@@ -30,6 +30,7 @@ from starter.digits_world import (
     write_digits_lists,
 )
 from starter.mnist import load_mnist, read_idx_images, read_idx_labels
+from starter.multilingual import multilingual_captions
 
 from crossmodal.errors import ConfigError, DecodeError
 from crossmodal.ingest.item_list import read_item_list
@@ -285,16 +286,20 @@ def test_select_class_balanced() -> None:
 def test_write_digits_lists_splits_and_counts(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     paths = write_digits_lists(data_dir, out, holdout_speakers=["bob"])
-    assert set(paths) == {"train", "eval", "holdout_bob"}
+    assert set(paths) == {"train", "eval", "eval_multilingual", "holdout_bob"}
     assert paths["train"] == out / "train.jsonl"
 
     train = by_modality(read_item_list(paths["train"]))
     assert len(train["image"]) == 12
-    assert len(train["text"]) == len(captions("train"))
+    multilingual = multilingual_captions("train")
+    assert len(train["text"]) == len(captions("train")) + len(multilingual)
     assert {(a.meta["speaker"], a.meta["index"]) for a in train["audio"]} == {
         ("alice", 5), ("alice", 49)}
     assert len(train["audio"]) == 4
-    assert {t.text for t in train["text"]} == {text for text, _ in captions("train")}
+    assert {t.text for t in train["text"]} == {text for text, _ in captions("train")} | {t for t, _, _ in multilingual}
+    heldout = by_modality(read_item_list(paths["eval_multilingual"]))["text"]
+    assert {t.meta["lang"] for t in heldout} == {"en", "zh-Hans", "zh-Hant", "es", "fr", "de"}
+    assert not {t.text for t in heldout} & {t.text for t in train["text"]}
 
     evaluation = by_modality(read_item_list(paths["eval"]))
     assert len(evaluation["image"]) == 7
@@ -321,7 +326,7 @@ def test_write_digits_lists_splits_and_counts(data_dir: Path, tmp_path: Path) ->
 def test_item_list_paths_and_png_contents(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     paths = write_digits_lists(data_dir, out)
-    assert set(paths) == {"train", "eval"}
+    assert set(paths) == {"train", "eval", "eval_multilingual"}
     rows = [json.loads(line) for line in paths["eval"].read_text().splitlines()]
     image_rows = [r for r in rows if r["modality"] == "image"]
     audio_rows = [r for r in rows if r["modality"] == "audio"]
@@ -388,8 +393,9 @@ def test_prepare_script_prints_summary(data_dir: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     lists = summary["lists"]
-    assert set(lists) == {"train", "eval", "holdout_alice", "holdout_bob"}
-    assert lists["train"]["by_modality"] == {"image": 4, "text": len(captions("train"))}
+    assert set(lists) == {"train", "eval", "eval_multilingual", "holdout_alice", "holdout_bob"}
+    texts = len(captions("train")) + len(multilingual_captions("train"))
+    assert lists["train"]["by_modality"] == {"image": 4, "text": texts}
     assert lists["holdout_bob"]["by_modality"]["audio"] == 8
 
     failed = run_script("prepare_digits_data.py", "--data", str(data_dir), "--out",
