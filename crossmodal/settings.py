@@ -31,6 +31,12 @@ class IngestSettings:
     items/s against 1,880 in one process (scripts/bench_ingest.py --copies 8)."""
     batch_size: int = 64
     """Items per model call and per catalog transaction (the unit a killed run can lose)."""
+    executor: str = "local"
+    """Where batches are decoded and embedded: ``local`` (the process pool above) or ``ray`` (Ray
+    workers, one CPU each, ``workers`` of them or one per CPU of the cluster; `ingest/ray_executor.py`).
+    Measured against each other in docs/scale.md, "Ingest on Ray"."""
+    cluster: str = ""
+    """The Ray cluster for ``executor = "ray"`` (host:port of its head); empty starts a local Ray."""
     text_max_chars: int = 800
     text_min_chars: int = 200
     max_image_pixels: int = 64_000_000

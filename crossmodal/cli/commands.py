@@ -35,6 +35,8 @@ def settings_of(args: argparse.Namespace) -> Settings:
     backend = getattr(args, "backend", None) or ("milvus" if uri and not hasattr(args, "to") else None)
     return settings.updated(index={"kind": getattr(args, "kind", None), "backend": backend,
                                    "milvus_uri": uri, "milvus_token": token},
+                            ingest={"executor": getattr(args, "executor", None),
+                                    "cluster": getattr(args, "cluster", None)},
                             server={"token": getattr(args, "token", None),
                                     "allowed_hosts": getattr(args, "allow_host", None)})
 

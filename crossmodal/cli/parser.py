@@ -183,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="follow links to files outside the given folders (each target becomes part of the "
                         "collection); by default such links are skipped")
     p.add_argument("--rebuild", action="store_true", help="drop the collection's contents and index from scratch")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where files are decoded and embedded: local worker processes, or Ray workers (the ray "
+                        "extra) (default: [ingest] executor, local)")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="Ray cluster head host:port for --executor ray (default: start a local Ray for the run)")
     _backend_options(p, migrate=False)
     _wait_option(p)
 

@@ -24,7 +24,8 @@ from crossmodal.aligner.registry import canonical_ref, missing_tower_reason
 from crossmodal.errors import CollectionError
 from crossmodal.ingest.confine import Confinement
 from crossmodal.ingest.discover import PRIMARY_ORDER, Candidate, discover
-from crossmodal.ingest.embed import Outcome, embed_stream, process_batch
+from crossmodal.ingest.embed import Outcome, process_batch
+from crossmodal.ingest.ray_executor import embed_stream  # the local pool, or Ray workers ([ingest] executor)
 from crossmodal.items import NewItem, Skip
 from crossmodal.settings import IndexSettings, Settings
 from crossmodal.storage.backends.base import check_backend
