@@ -13,6 +13,7 @@ from support.media import corpus_files, index_paths
 from crossmodal.core import Engine
 from crossmodal.settings import Settings
 
+DEFAULT_WEIGHTS = {"image": 0.8, "audio": 0.8, "text": 0.2}
 WEIGHTS = {"picture": {"image": 1.0, "text": 0.05}, "caption": {"image": 0.05, "text": 1.0}}
 
 
@@ -47,6 +48,23 @@ def test_the_item_vector_is_the_fused_one(collections):
         assert set(by_kind) == {"image", "text", "fused"}
         np.testing.assert_allclose(catalog.item_vectors([item])[item], by_kind["fused"], atol=1e-6)
         assert float(by_kind["fused"] @ by_kind["image"]) > float(by_kind["fused"] @ by_kind["text"])
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTS))
+def test_the_fused_vector_is_the_documented_weighted_sum(collections, name):
+    """fused = normalise(w_image * image + w_text * text), with the weights of `[index] fusion_weights`."""
+    with Engine.open(collections / name) as engine:
+        catalog, item = engine.collection.catalog, captioned(engine)
+        ids = catalog.vectors_of_items([item])
+        by_kind = {catalog.describe(ids)[v].kind: vec for v, vec in catalog.vectors_by_id(ids).items()}
+    weights = WEIGHTS[name]
+    expected = weights["image"] * by_kind["image"] + weights["text"] * by_kind["text"]
+    np.testing.assert_allclose(by_kind["fused"], expected / np.linalg.norm(expected), atol=1e-6)
+
+
+def test_the_default_weights_are_the_measured_ones():
+    """docs/recommendation.md ("Measured fusion weights", scripts/measure_fusion.py) sets these."""
+    assert Settings().index.fusion_weights == DEFAULT_WEIGHTS
 
 
 def test_more_like_this_and_recommendation_follow_the_fusion_weights(collections):
