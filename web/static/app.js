@@ -245,7 +245,9 @@ function resultCard(r) {
   if (r.text) {
     const p = document.createElement("p");
     p.className = "snippet";
-    p.textContent = r.text.length > 200 ? r.text.slice(0, 197) + "…" : r.text;
+    p.dir = "auto"; // Unicode: right-to-left text runs right to left; cut between characters, not UTF-16 units
+    const chars = Array.from(r.text);
+    p.textContent = chars.length > 200 ? chars.slice(0, 197).join("") + "…" : r.text;
     li.append(p);
   }
   const meta = document.createElement("div");
