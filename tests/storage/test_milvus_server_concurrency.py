@@ -18,8 +18,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support.media import corpus_files
+from support.media import corpus_files, index_paths
 
+from crossmodal.settings import IndexSettings, Settings
 from crossmodal.storage.collection import INDEX_KINDS, Collection
 
 NEW_PER_LABEL = 4
@@ -105,16 +106,15 @@ def _new_items_seen(url: str, expected: int) -> int:
 
 
 @pytest.mark.slow
-def test_two_servers_and_an_indexer_on_one_milvus_collection(milvus_server, tmp_path):
+def test_two_servers_and_an_indexer_on_one_milvus_collection(milvus_server, tmp_path, starter):
     media = tmp_path / "media"
     (media / "first").mkdir(parents=True)
     for label in "0123456789":
         for src in corpus_files("image", label, 2) + corpus_files("audio", label, 1):
             shutil.copy(src, media / "first" / src.name)
     collection = tmp_path / "shared"
-    first = _crossmodal("index", str(media), "--collection", str(collection), "--backend", "milvus",
-                        "--milvus-uri", milvus_server.uri)
-    assert first["added"] == 30
+    settings = Settings(index=IndexSettings(backend="milvus", milvus_uri=milvus_server.uri))
+    assert index_paths(collection, [media], settings, progress=False, aligner=starter).added == 30
 
     servers = [_serve(collection) for _ in range(2)]
     hammers = [Hammer(url) for _, url in servers]
