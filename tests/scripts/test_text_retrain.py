@@ -15,22 +15,22 @@ from crossmodal.aligner.checkpoint import read_checkpoint_config
 
 
 def test_widen_context_keeps_every_weight(starter):
-    wide = widen_context(starter, 40, "wider")
+    rows = starter.state_dict()[POSITIONAL].shape[0]
+    wide = widen_context(starter, rows + 16, "wider")
     old, new = starter.state_dict(), wide.state_dict()
-    assert new[POSITIONAL].shape[0] == 40 and wide.cfg.description == "wider"
-    rows = old[POSITIONAL].shape[0]
+    assert new[POSITIONAL].shape[0] == rows + 16 and wide.cfg.description == "wider"
     assert torch.equal(new[POSITIONAL][:rows], old[POSITIONAL])
     assert all(torch.equal(new[k], v) for k, v in old.items() if k != POSITIONAL)
 
 
 def test_only_the_text_tower_changes(data_dir: Path, tmp_path: Path, starter) -> None:  # noqa: F811
-    summary = retrain_text_tower(data_dir, "starter", tmp_path / "model", tmp_path / "work", context_length=40,
+    summary = retrain_text_tower(data_dir, "starter", tmp_path / "model", tmp_path / "work", context_length=72,
                                  steps=3, text_batch=16, gallery_batch=8, typeset_per_digit=0)
     model = load_aligner(tmp_path / "model")
     old, new = starter.state_dict(), model.state_dict()
     assert all(torch.equal(new[k], v) for k, v in old.items() if not k.startswith("towers.text."))
     assert any(not torch.equal(new[k], v) for k, v in old.items() if k.startswith("towers.text.") and k != POSITIONAL)
-    assert model.cfg.towers["text"].backbone.text_cfg["context_length"] == 40
+    assert model.cfg.towers["text"].backbone.text_cfg["context_length"] == 72
     saved = read_checkpoint_config(tmp_path / "model")
     assert saved["trained_on"]["base"] == starter.model_id
     by_language = saved["metrics"]["heldout_by_language"]

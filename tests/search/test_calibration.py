@@ -40,7 +40,7 @@ def test_someone_saying_seven_returns_images_sounds_and_captions_of_seven(engine
     assert response.plan.calibration == "stored with the indexes"
     for r in response.results:
         assert 0.9 <= r.relevance <= 1.0 and r.score == r.relevance  # no user: the score is the relevance
-        assert r.cosine > 0.8
+        assert r.cosine > 0.6  # raw cosines vary by direction (0.71 to an image since the starter learnt five languages)
     raw = sorted(_search(engine, text="someone saying seven", k=100).results, key=lambda r: -r.cosine)[:12]
     assert {r.modality for r in raw} == {"text"}  # what ranking by raw cosine gave: captions only
 
@@ -71,7 +71,7 @@ def test_min_relevance_keeps_only_strong_matches(engine):
     assert 0 < len(strong) < len(everything) == 100
     assert all(r.relevance >= 0.9 and r.label == "7" for r in strong)
     assert {r.id for r in strong} == {r.id for r in everything if r.relevance >= 0.9}
-    stricter = _search(engine, text="someone saying seven", k=100, min_relevance=0.99).results
+    stricter = _search(engine, text="someone saying seven", k=100, min_relevance=0.97).results
     assert 0 < len(stricter) < len(strong)
     nothing = _search(engine, text="a dog barking in the park", k=10, min_relevance=0.9)
     assert nothing.results == [] and nothing.notice == NOTICE and nothing.plan.best_relevance < 0.5
@@ -104,7 +104,7 @@ def test_parts_and_personal_scores_are_calibrated_in_their_own_directions(engine
     for r in response.results:
         e = r.explanation
         z = sum(p["weight"] * p["z"] for p in e["parts"])
-        assert r.relevance == pytest.approx(float(squash(z)), abs=1e-5)
+        assert r.relevance == pytest.approx(float(squash(z)), abs=1e-4)  # z is shown to 4 decimals
     for r in _search(engine, text="a spoken digit, four", targets="audio", k=6).results:
         engine.feedback("calibration-test", r.id, "like")
     neutral = engine.collection.catalog.vectors(["image", "audio", "text"])[1].mean(axis=0)
