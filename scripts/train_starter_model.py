@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="retrain only the text tower of MODEL (a checkpoint or shipped name) on every "
                              "language's captions, its image and audio towers kept (scripts/starter/text_retrain.py)")
     parser.add_argument("--context-length", type=int, default=64, help="text context with --text-only-from")
-    parser.add_argument("--text-steps", type=int, default=1500, help="steps with --text-only-from")
+    parser.add_argument("--text-steps", type=int, default=1200, help="steps with --text-only-from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")

@@ -108,7 +108,7 @@ def _multi_positive(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tenso
 
 
 def retrain_text_tower(data_dir: Path, base_ref: str, out_dir: Path, work_dir: Path, context_length: int = 64,
-                       steps: int = 1500, text_batch: int = 256, gallery_batch: int = 512, lr: float = 1e-3,
+                       steps: int = 1200, text_batch: int = 256, gallery_batch: int = 512, lr: float = 1e-3,
                        images_per_digit: int = 500, typeset_per_digit: int = 300, seed: int = 0,
                        filler: float = 0.5, description: str | None = None,
                        progress: bool = False) -> dict[str, Any]:
