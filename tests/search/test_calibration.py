@@ -40,7 +40,7 @@ def test_someone_saying_seven_returns_images_sounds_and_captions_of_seven(engine
     assert response.plan.calibration == "stored with the indexes"
     for r in response.results:
         assert 0.9 <= r.relevance <= 1.0 and r.score == r.relevance  # no user: the score is the relevance
-        assert r.cosine > 0.6  # raw cosines vary by direction (0.71 to an image since the starter learnt five languages)
+        assert r.cosine > 0.6  # raw cosines vary by direction (0.71 to an image since issue 23)
     raw = sorted(_search(engine, text="someone saying seven", k=100).results, key=lambda r: -r.cosine)[:12]
     assert {r.modality for r in raw} == {"text"}  # what ranking by raw cosine gave: captions only
 
