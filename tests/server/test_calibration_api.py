@@ -31,17 +31,17 @@ def client(engine):
 def test_results_carry_calibrated_relevance_and_raw_cosine(client):
     body = client.post("/api/search", json={"text": "someone saying seven", "k": 12}).get_json()
     assert {r["modality"] for r in body["results"]} == {"image", "audio", "text"}
-    assert all(0.9 <= r["relevance"] <= 1.0 and r["score"] == r["relevance"] and r["cosine"] > 0.8
+    assert all(0.9 <= r["relevance"] <= 1.0 and r["score"] == r["relevance"] and r["cosine"] > 0.6
                for r in body["results"])
-    assert body["weak"] is False and body["notice"] is None and body["best_relevance"] > 0.99
+    assert body["weak"] is False and body["notice"] is None and body["best_relevance"] > 0.97
 
 
 def test_min_relevance_in_json_and_in_a_form(client):
     everything = client.post("/api/search", json={"text": "someone saying seven", "k": 100}).get_json()["results"]
-    strong = client.post("/api/search", json={"text": "someone saying seven", "k": 100, "min_relevance": 0.99})
+    strong = client.post("/api/search", json={"text": "someone saying seven", "k": 100, "min_relevance": 0.97})
     kept = strong.get_json()["results"]
     assert 0 < len(kept) < len(everything)
-    assert {r["id"] for r in kept} == {r["id"] for r in everything if r["relevance"] >= 0.99}
+    assert {r["id"] for r in kept} == {r["id"] for r in everything if r["relevance"] >= 0.97}
     audio = corpus_files("audio", "3", 1)[0]
     form = client.post("/api/search", data={"audio": (io.BytesIO(audio.read_bytes()), audio.name), "k": "50",
                                             "min_relevance": "0.95"}, content_type="multipart/form-data")
