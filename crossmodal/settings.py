@@ -206,6 +206,7 @@ class RecommendSettings:
 @dataclass(frozen=True)
 class ServerSettings:
     """The HTTP server: who may use it, and bounds on what one request may cost."""
+
     max_upload_mb: float = 32.0
     """Whole request body limit; larger requests get 413."""
     threads: int = 8
