@@ -83,6 +83,11 @@ class BusyError(CollectionError):
     """Another process is writing the collection."""
 
 
+class ModelChangedError(CollectionError):
+    """The collection's model reference now loads other weights (an upgraded starter model, a
+    replaced file): its vectors no longer match what queries would be embedded with."""
+
+
 class CatalogError(StorageError):
     """The catalog database is missing, corrupt, or from another version."""
 

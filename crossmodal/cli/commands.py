@@ -22,6 +22,7 @@ from crossmodal.cli.output import (
     warn,
 )
 from crossmodal.core import Engine, query_from_fields, set_search_threads
+from crossmodal.errors import ModelChangedError
 from crossmodal.settings import Settings, load_settings
 
 LOG = logging.getLogger("crossmodal")
@@ -171,6 +172,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from crossmodal.demo.showcase import run_demo
 
     engine = open_engine(args, create=True)
+    try:
+        engine.load()  # checks the model against the collection
+    except ModelChangedError:  # the demo collection is made from bundled files: make it again
+        engine.close()
+        LOG.warning("collection %s was built with other weights than its model now loads (an upgrade?); "
+                    "rebuilding it from the demo corpus (its likes and history go with it)", args.collection)
+        engine = open_engine(args, create=True, rebuild=True)
+    except BaseException:
+        engine.close()
+        raise
     try:
         report, results = run_demo(engine, k=args.k, text=args.text, image=args.image, audio=args.audio,
                                    progress=not args.quiet)

@@ -23,7 +23,7 @@ from crossmodal.aligner.registry import (
     source_identity,
 )
 from crossmodal.core.indexing import model_info
-from crossmodal.errors import CollectionError, QueryError
+from crossmodal.errors import CollectionError, ModelChangedError, QueryError
 from crossmodal.search.query import TARGETS, Query
 from crossmodal.storage.collection import Collection
 
@@ -106,7 +106,7 @@ def check_collection_model(coll: Collection, aligner: Aligner | TextOnlyModel, r
     if recorded and info.source and source_identity(recorded) != source_identity(info.source):
         if info.ref == mine.get("ref"):
             renamed = any(s.get("sha256") for s in info.source.values())
-            raise CollectionError(
+            raise ModelChangedError(
                 f"collection {coll.name!r} was built with {_weights(mine)}; the same reference now loads other weights "
                 f"({_weights({'source': info.source})}){', a different file under the same name' if renamed else ''}. "
                 f"Put the original weights back, or rebuild the collection for these with `crossmodal index PATH... "
@@ -120,7 +120,7 @@ def check_collection_model(coll: Collection, aligner: Aligner | TextOnlyModel, r
     except CollectionError:
         if info.ref != mine.get("ref"):
             raise
-        raise CollectionError(
+        raise ModelChangedError(
             f"collection {coll.name!r} was built with model {mine.get('id')}, but {info.ref} now loads "
             f"{info.model_id}: the weights changed since it was indexed. Put the original weights back, or "
             f"rebuild it for them with `crossmodal index PATH... --collection {coll.name} --model {info.ref} "

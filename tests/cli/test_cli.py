@@ -83,7 +83,7 @@ def test_usage_errors_exit_2(capsys):
     assert stop.value.code == 2
 
 
-def test_demo_indexes_the_corpus_and_shows_every_direction(capsys, tmp_path):
+def test_demo_indexes_the_corpus_and_shows_every_direction(capsys, caplog, tmp_path):
     code, out, _ = run_cli(capsys, "demo", "--json", "-q", "-k", "2", "--index", str(tmp_path / "demo"), "--no-serve")
     assert code == EXIT_OK
     report = json.loads(out)
@@ -103,6 +103,20 @@ def test_demo_indexes_the_corpus_and_shows_every_direction(capsys, tmp_path):
     assert len(texts) == len(set(texts)) == 230  # each caption and note once
     code, out, _ = run_cli(capsys, "demo", "--json", "-q", "--index", str(tmp_path / "demo"), "--no-serve")
     assert code == EXIT_OK and json.loads(out)["index"]["added"] == 0
+    # built by an older starter (an upgrade changed the shipped weights): the demo rebuilds its own collection
+    manifest_path = tmp_path / "demo" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    current = manifest["model"]["id"]
+    manifest["model"]["id"] = current.split("@")[0] + "@000000000000"
+    manifest["model"]["sha256"] = "0" * 64
+    for part in manifest["model"].get("source", {}).values():
+        part["sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    code, out, err = run_cli(capsys, "demo", "--json", "-q", "--index", str(tmp_path / "demo"), "--no-serve")
+    assert code == EXIT_OK, err
+    assert "rebuilding it from the demo corpus" in err + caplog.text
+    assert json.loads(out)["index"]["added"] == 830
+    assert json.loads(manifest_path.read_text())["model"]["id"] == current
 
 
 @pytest.mark.slow
