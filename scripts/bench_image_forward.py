@@ -16,7 +16,6 @@ vectors.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from json_report import emit
 from PIL import Image
 
 from crossmodal.aligner.index_encoder import IndexEncoder
@@ -102,11 +102,7 @@ def main() -> int:
                                                                    for m, s in seconds.items()},
               "int8_over_fp32": round(rate["int8"] / rate["fp32"], 3), "quantise_s": round(quantise_s, 2),
               "cosine_int8_to_fp32": {"min": round(float(cos.min()), 6), "median": round(float(np.median(cos)), 6)}}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

@@ -28,11 +28,10 @@ Prints one JSON object (and writes it to ``--out`` when given).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
+from json_report import emit
 
 from crossmodal.aligner.fast_text import QueryTextEncoder
 from crossmodal.aligner.registry import load_aligner
@@ -146,11 +145,7 @@ def main() -> int:
         result["official_split"] = official_split(args.list, args.model)
     if args.collection:
         result["collection"] = collection_overlap(args.collection, args.queries)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

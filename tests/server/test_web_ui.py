@@ -5,11 +5,7 @@ results."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +30,8 @@ def server(tmp_path_factory):
     two = sorted((media / "images").glob("*_2.png"))[0]
     Image.open(two).resize((56, 56)).save(media / "images" / f"copy_of_{two.name}")  # a near-duplicate
     index_paths(root / "coll", [media], Settings(), progress=False, aligner=load_aligner("starter"))
-    with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--collection", str(root / "coll"),
-                           "--port", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
-        try:
-            url = re.search(r"http://\S+/", proc.stdout.readline()).group(0)
-            yield url, root
-        finally:
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=30) == 0, "the server did not shut down cleanly on SIGINT"
+    with serving(root / "coll") as url:
+        yield url, root
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,14 @@ module's own, the same digits plus text files in several scripts."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import unicodedata
 import urllib.request
 import uuid
 
 import pytest
 from server.test_web_ui import _results, _search, browser  # noqa: F401  (browser is a fixture used here)
+from support.browser import serving
 from support.media import copy_digits, index_paths
 
 from crossmodal.aligner import load_aligner
@@ -41,15 +38,8 @@ def server(tmp_path_factory):
     for name, text in (("hebrew", HEBREW), ("arabic", ARABIC), ("combining", COMBINING), ("emoji", EMOJI)):
         (texts / f"{name}.txt").write_text(text, encoding="utf-8")
     index_paths(root / "coll", [media], Settings(), progress=False, aligner=load_aligner("starter"))
-    with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--collection", str(root / "coll"),
-                           "--port", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
-        try:
-            url = re.search(r"http://\S+/", proc.stdout.readline()).group(0)
-            yield url, root
-        finally:
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=30) == 0, "the server did not shut down cleanly on SIGINT"
+    with serving(root / "coll") as url:
+        yield url, root
 
 
 def _post(url: str, body: bytes, content_type: str) -> dict:
