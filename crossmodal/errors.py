@@ -83,6 +83,11 @@ class BusyError(CollectionError):
     """Another process is writing the collection."""
 
 
+class ReadOnlyError(CrossmodalError):
+    """The collection is open as a search node (from its Milvus server), which cannot change it or
+    read users' feedback."""
+
+
 class ModelChangedError(CollectionError):
     """The collection's model reference now loads other weights (an upgraded starter model, a
     replaced file): its vectors no longer match what queries would be embedded with."""

@@ -22,7 +22,7 @@ from crossmodal.cli.output import (
     warn,
 )
 from crossmodal.core import Engine, query_from_fields, set_search_threads
-from crossmodal.errors import ModelChangedError
+from crossmodal.errors import InputError, ModelChangedError
 from crossmodal.settings import Settings, load_settings
 
 LOG = logging.getLogger("crossmodal")
@@ -43,6 +43,11 @@ def settings_of(args: argparse.Namespace) -> Settings:
 
 
 def open_engine(args: argparse.Namespace, **kwargs) -> Engine:
+    if getattr(args, "replica", None):
+        if not args.milvus_uri:
+            raise InputError("--replica: give the collection's Milvus server with --milvus-uri")
+        return Engine.open_replica(args.milvus_uri, args.replica, token=args.milvus_token, settings=settings_of(args),
+                                   model=getattr(args, "model", None))
     engine = Engine.open(args.collection, root=args.root, settings=settings_of(args),
                          model=getattr(args, "model", None), **kwargs)
     if engine.stale and not kwargs.get("create"):
@@ -56,10 +61,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         report = engine.index(args.paths, prune=args.prune, progress=not args.quiet, wait=args.wait,
                               follow_symlinks=args.follow_symlinks)
         folder = engine.folder
+        backend = engine.collection.manifest.get("backend", {})
     if args.json:
         emit_json(report.as_dict())
     else:
         print_index_report(report, folder)
+        if "://" in str(backend.get("uri", "")):
+            print(f"  search nodes on any machine: {program()} serve --replica {backend['prefix']} "
+                  f"--milvus-uri {backend['uri']}")
     return report_skipped([(s.source, s.reason) for s in report.skipped])
 
 

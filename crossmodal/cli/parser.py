@@ -97,6 +97,18 @@ def _backend_options(p: argparse.ArgumentParser, migrate: bool) -> None:
                         "CROSSMODAL_MILVUS_TOKEN or [index] milvus_token)")
 
 
+def _search_node_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--replica", default=None, metavar="PREFIX",
+                   help="open the collection as a search node, from its Milvus server alone (no collection folder "
+                        "needed: any machine that reaches the server); PREFIX is the collection's Milvus prefix, "
+                        "printed by `crossmodal index`; needs --milvus-uri (default: open the collection folder)")
+    p.add_argument("--milvus-uri", default=None, metavar="URI",
+                   help="the Milvus server of a --replica search node (default: none; required with --replica)")
+    p.add_argument("--milvus-token", default=None, metavar="TOKEN",
+                   help="its token, user:password or API key (default: CROSSMODAL_MILVUS_TOKEN or "
+                        "[index] milvus_token)")
+
+
 def _server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
@@ -193,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("search", "search a collection by text, image or audio")
     _collection_option(p)
+    _search_node_options(p)
     _query_options(p, 10, "number of results")
     p.add_argument("--weights", metavar="W,W,...", help="one positive weight per given part (default: equal)")
     p.add_argument("--target", default=None, metavar="T,...",
@@ -292,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("serve", "serve the HTTP API and the web UI for a collection")
     _collection_option(p)
+    _search_node_options(p)
     _server_options(p)
     _model_option(p, "must be the collection's own model (default: the collection's own)")
 

@@ -39,7 +39,7 @@ from crossmodal.core.models import check_collection_model, check_query_modalitie
 from crossmodal.core.query_inputs import decode_query
 from crossmodal.core.query_model import ModelSlot
 from crossmodal.core.recommending import Recommender, RecommendResponse, check_k, similar_query, without_item
-from crossmodal.errors import CrossmodalError, NotFoundError, QueryError, StorageError
+from crossmodal.errors import CrossmodalError, NotFoundError, QueryError, ReadOnlyError, StorageError
 from crossmodal.items import Root
 from crossmodal.search.calibration import compute_calibration, notice_for
 from crossmodal.search.duplicates import DuplicateGroup, collapsed_search, duplicate_groups
@@ -162,6 +162,35 @@ class Engine:
             raise
         return engine
 
+    @classmethod
+    def open_replica(cls, milvus_uri: str, prefix: str, *, token: str | None = None, settings: Settings | None = None,
+                     model: str | None = None, aligner: Aligner | None = None) -> Engine:
+        """A search node: the collection ``prefix`` searched from its Milvus server alone, on any
+        machine (`storage.replica`). It searches, explains and shows items and their files (where
+        this machine sees them at the same paths); it changes nothing and keeps no users."""
+        from crossmodal.storage.replica import Replica  # pymilvus, only for a search node
+
+        settings = settings or load_settings()
+        replica = Replica(milvus_uri, prefix, token or settings.index.milvus_token or None)
+        engine = cls(replica, settings, model, aligner)  # type: ignore[arg-type]
+        try:
+            if model is not None or aligner is not None:
+                check_collection_model(replica, aligner or engine._models.some_model(), model or replica.model.ref)
+        except BaseException:
+            replica.close()
+            raise
+        return engine
+
+    @property
+    def read_only(self) -> bool:
+        """True for a search node (`open_replica`)."""
+        return bool(getattr(self.collection, "read_only", False))
+
+    def _needs_folder(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{what} needs the collection folder (the catalog and users' feedback); collection "
+                                f"{self.name!r} is open as a search node: ask the server on the indexer's machine")
+
     def close(self) -> None:
         self.collection.close()
 
@@ -177,7 +206,8 @@ class Engine:
         return self.collection.name
 
     @property
-    def folder(self) -> Path:
+    def folder(self) -> Path | None:
+        """The collection folder; None for a search node."""
         return self.collection.folder
 
     @property
@@ -250,7 +280,7 @@ class Engine:
                                "items": items, "stale": stale, "version": __version__}
         if findings:
             shown = list(dict.fromkeys(findings))
-            for folder in (str(self.folder.resolve()), str(self.folder)):
+            for folder in () if self.folder is None else (str(self.folder.resolve()), str(self.folder)):
                 shown = [text.replace(folder + os.sep, "").replace(folder, self.name) for text in shown]
             out.update(finding=shown[0], findings=shown)
         return out
@@ -266,6 +296,7 @@ class Engine:
         index against the catalog, leftovers of killed runs); with ``repair``, under the writer
         lock, rebuild what the catalog can rebuild and delete the leftovers. What cannot be
         repaired is reported (see `crossmodal.core.checking`)."""
+        self._needs_folder("checking")
         if not repair:
             self.collection.refresh()
             return check_collection(self.collection, self.settings.index)
@@ -309,6 +340,15 @@ class Engine:
     def search(self, query: Query) -> SearchResponse:
         """Ranked results for a query, personalised when it names a user with history. Image and
         audio files are checked and decoded here, within the `[search]` bounds."""
+        try:
+            return self._search(query)
+        except StorageError:
+            # A search node may still name collections the indexer dropped after publishing new ones.
+            if self.read_only and self.collection.refresh(now=True):  # type: ignore[call-arg]
+                return self._search(query)
+            raise
+
+    def _search(self, query: Query) -> SearchResponse:
         self.collection.refresh()
         planner = self._models.planner_for(query)
         check_query_modalities(query, planner.aligner)
@@ -317,9 +357,11 @@ class Engine:
                 query = decode_query(query, self.settings.search)
                 query = replace(query, parts=tuple(p.embedded(planner.embed_part(p)) if p.media is not None
                                                    else p for p in query.parts))
-        pref = preference_vector(self.collection.feedback, self.collection.catalog, query.user,
-                                 self.settings.personal)
+        # A search node keeps no feedback (and no duplicate signatures): neutral and uncollapsed.
+        pref = preference_vector(self.collection.feedback, self.collection.catalog,
+                                 None if self.read_only else query.user, self.settings.personal)
         collapse = self.settings.search.collapse_duplicates if query.collapse is None else query.collapse
+        collapse = collapse and not self.read_only
         if collapse:  # near-duplicates as one result each: ask for more, then group (search/duplicates.py)
             plan, results = collapsed_search(lambda n: planner.run(replace(query, k=n), pref), query.k,
                                              self.collection.catalog, self.settings.search.duplicate_threshold)
@@ -338,6 +380,7 @@ class Engine:
         threshold = self.settings.search.duplicate_threshold if threshold is None else threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
             raise QueryError(f"threshold: expected a number above 0 and at most 1, got {threshold!r}")
+        self._needs_folder("finding duplicates")
         self.collection.refresh()
         return duplicate_groups(self.collection.catalog, float(threshold))
 
@@ -346,10 +389,12 @@ class Engine:
         """Record like / dislike / click; it shapes the user's very next query."""
         if not isinstance(event, str) or event not in FEEDBACK_EVENTS:
             raise QueryError(f"event: expected one of {list(FEEDBACK_EVENTS)}")
+        self._needs_folder("feedback")
         return self.collection.feedback.add(check_user(user), item_id_from(item_id), event)
 
     def export_user(self, user: str) -> dict[str, Any]:
         """Everything stored about a user: their events and their collaborative model row."""
+        self._needs_folder("a user's history")
         out = self.collection.feedback.export(check_user(user))
         out["collaborative"] = self.recommender.stored_about(user)
         return out
@@ -357,6 +402,7 @@ class Engine:
     def delete_user(self, user: str) -> int:
         """Forget a user's history (their next query is neutral again) and drop a stored collaborative
         model that holds them (the next list refits without them). Returns events deleted."""
+        self._needs_folder("deleting a user's history")
         deleted = self.collection.feedback.delete_user(check_user(user))
         self.recommender.forget(user)
         return deleted
@@ -367,6 +413,7 @@ class Engine:
                   refit: bool = False, max_k: int = MAX_K) -> RecommendResponse:
         """A "for you" list for ``user`` with no query, by ``method`` (content, collaborative, popular or
         hybrid: `core.recommending`), items they reacted to left out unless ``include_rated``."""
+        self._needs_folder("recommending")
         self.collection.refresh()
         return self.recommender.recommend(user, k, targets, include_rated, explain, method, refit, max_k)
 
@@ -376,6 +423,7 @@ class Engine:
         are calibrated relevance), over every target, the item itself left out; personalised
         when ``user`` has history (`core.recommending.similar_query`)."""
         item_id, k = item_id_from(item_id), check_k(k, max_k)
+        self._needs_folder("more like this")
         self.collection.refresh()
         query = similar_query(self.collection.catalog, self._item_or_error(item_id), k, targets, user, explain)
         response = self.search(query)
@@ -407,7 +455,9 @@ class Engine:
 
     def secret(self, name: str) -> bytes:
         """A random secret kept in the collection (made on first use), e.g. the key a server
-        signs its browsers' user ids with, so they survive a restart."""
+        signs its browsers' user ids with, so they survive a restart (a search node's last as long as it runs)."""
+        if self.read_only:
+            return self.collection.secret(name)  # type: ignore[attr-defined]
         return collection_secret(self.collection.database, name)
 
     def roots(self) -> list[Root]:

@@ -5,7 +5,8 @@
 2. Choose the indexes (one per target modality, or the joint one), an over-fetch k', and how
    filters apply: as a filter expression where the backend evaluates them (Milvus), else inside
    FAISS through ID selectors when they are selective, on the fetched results otherwise; either
-   way every candidate is checked against the catalog, so nothing outside leaks.
+   way every candidate is checked against the catalog (`passing_ids`, only the candidates, where
+   the backend filtered), so nothing outside leaks.
 3. Fuse. Early: one search with the weighted, renormalised sum of the part vectors. Late: one
    search per part (and per target), merged by a weighted sum of cosines or by reciprocal-rank
    fusion. Candidates are scored exactly from their stored vectors, so a candidate found by
@@ -221,15 +222,16 @@ class Planner:
         else:
             probes = list(vectors) + ([pref.vector] if beta > 0 else [])
 
-        allowed = self._allowed(query)
         opened = {n: self.collection.index(n) for n in names}
         total = max((ix.ntotal for ix in opened.values()), default=0)
         all_vectors = sum(ix.ntotal for ix in opened.values())
-        # A backend that evaluates filters itself (Milvus) gets them as an expression; otherwise
+        # A backend that evaluates filters itself (Milvus) gets them as an expression, and only its
+        # candidates are checked against the catalog; otherwise the allowed ids are found first and
         # selective filters go in as ID selectors. Either way every candidate is checked below.
-        pushdown = allowed is not None and all(ix.pushes_filters for ix in opened.values())
-        inside = allowed is not None and (pushdown or len(allowed) <= s.search.selective_fraction * max(all_vectors, 1))
-        filter_mode = "none" if allowed is None else "inside the index (filter expression)" if pushdown else \
+        pushdown = query.filters.active and all(ix.pushes_filters for ix in opened.values())
+        allowed = None if pushdown else self._allowed(query)
+        inside = allowed is not None and len(allowed) <= s.search.selective_fraction * max(all_vectors, 1)
+        filter_mode = "inside the index (filter expression)" if pushdown else "none" if allowed is None else \
             "inside the index (ID selector)" if inside else "after the search (over-fetched)"
         fetch = min(max(query.k * s.search.overfetch, s.search.min_fetch), max(total, 1))
         while True:
@@ -239,14 +241,16 @@ class Planner:
                 for name, index in opened.items():
                     if index.ntotal == 0 or (allowed is not None and not len(allowed)):
                         continue
-                    _, ids = self.collection.search(
-                        name, probe, fetch, selector_ids=allowed if inside and not pushdown else None,
-                        filters=query.filters if pushdown else None)
+                    _, ids = self.collection.search(name, probe, fetch, selector_ids=allowed if inside else None,
+                                                    filters=query.filters if pushdown else None)
                     ids = ids[0][ids[0] >= 0]
                     exhausted = exhausted and len(ids) < fetch
                     if allowed is not None:
                         ids = ids[_members(ids, allowed)]
                     found.update((int(i), name) for i in ids)
+            if pushdown and found:  # the expression may pass more than the filters do, never less
+                passing = set(self.collection.catalog.passing_ids(sorted(found), query.filters).tolist())
+                found = {i: n for i, n in found.items() if i in passing}
             owners = self.collection.catalog.vector_owners(sorted(found))
             # A pushed-down filter that returned fewer than asked has nothing more to give.
             if len({item for item, _ in owners.values()}) >= query.k or fetch >= total or (pushdown and exhausted):

@@ -26,6 +26,7 @@ from crossmodal.errors import (
     InputError,
     MediaTypeError,
     NotFoundError,
+    ReadOnlyError,
     StorageError,
     TooLargeError,
 )
@@ -41,7 +42,7 @@ USER_KEY = "server-user-signing"
 
 STATUS_OF: tuple[tuple[type[CrossmodalError], int], ...] = (
     (TooLargeError, 413), (MediaTypeError, 415), (InputError, 400), (AccessError, 403), (NotFoundError, 404),
-    (DecodeError, 422), (BusyError, 409), (StorageError, 503),
+    (DecodeError, 422), (BusyError, 409), (ReadOnlyError, 409), (StorageError, 503),
 )
 """Most specific first: the first class an error is an instance of gives its status."""
 

@@ -42,6 +42,7 @@ from crossmodal.items import VECTOR_KINDS, NewItem
 from crossmodal.storage import damage
 from crossmodal.storage.content_lookup import ContentLookup, stored_hashes
 from crossmodal.storage.database import Database
+from crossmodal.storage.filters import Filters
 from crossmodal.storage.schema import open_database
 from crossmodal.storage.vector_checks import DamageLog, checksum, faults
 
@@ -417,15 +418,19 @@ class Catalog:
                 f"SELECT id FROM vectors WHERE item_id IN ({','.join('?' * len(part))})", part)]
         return out
 
-    def filter_fields(self, item_ids: Sequence[int] | None = None) -> dict[int, dict]:
+    def filter_fields(self, item_ids: Sequence[int] | None = None, with_uris: bool = False) -> dict[int, dict]:
         """What `filter_vector_ids` filters on, per item: modality, first uri and uri count, file
-        time (newest file mtime in seconds, else when the item was added) and metadata as text.
-        Every item when ``item_ids`` is None. A backend that filters beside its vectors stores these."""
+        time (newest file mtime in seconds, else when the item was added) and metadata as text;
+        with ``with_uris``, every uri too (sorted). Every item when ``item_ids`` is None. A backend
+        that filters beside its vectors stores these."""
         sql = ("SELECT i.id, i.modality, i.added_at, MIN(f.uri), COUNT(f.uri), MAX(f.mtime_ns) "
                "FROM items i LEFT JOIN files f ON f.item_id = i.id")
+        uris: list[tuple[int, str]] = []
         if item_ids is None:
             rows = self.db.execute(sql + " GROUP BY i.id").fetchall()
             metas = self.db.execute("SELECT item_id, key, value FROM item_meta").fetchall()
+            if with_uris:
+                uris = self.db.execute("SELECT item_id, uri FROM files ORDER BY uri").fetchall()
         else:
             ids = [int(i) for i in item_ids]
             rows, metas = [], []
@@ -435,26 +440,37 @@ class Catalog:
                 rows += self.db.execute(sql + f" WHERE i.id IN ({marks}) GROUP BY i.id", part).fetchall()
                 metas += self.db.execute(f"SELECT item_id, key, value FROM item_meta WHERE item_id IN ({marks})",
                                          part).fetchall()
+                if with_uris:
+                    uris += self.db.execute(f"SELECT item_id, uri FROM files WHERE item_id IN ({marks}) ORDER BY uri",
+                                            part).fetchall()
         out: dict[int, dict] = {}
         for item_id, modality, added_at, uri, n_uris, mtime_ns in rows:
             mtime = float(added_at) if mtime_ns is None else mtime_ns / 1e9
             out[int(item_id)] = {"item_id": int(item_id), "modality": modality, "uri": uri or "",
                                  "n_uris": int(n_uris), "mtime": mtime, "meta": {}}
+            if with_uris:
+                out[int(item_id)]["uris"] = []
         for item_id, key, value in metas:
             if int(item_id) in out:
                 out[int(item_id)]["meta"][key] = value
+        for item_id, uri in uris:
+            if int(item_id) in out:
+                out[int(item_id)]["uris"].append(uri)
         return out
 
     def filter_vector_ids(self, *, modalities: Sequence[str] | None = None, uri_glob: str | None = None,
                           meta: dict[str, str] | None = None, time_range: tuple[float | None, float | None] | None
-                          = None) -> np.ndarray:
+                          = None, among: Sequence[int] | None = None) -> np.ndarray:
         """Ids of the vectors whose item passes every given filter (sorted int64).
 
         ``modalities`` are item modalities, ``uri_glob`` is matched against every uri of the
         item (shell-style, case-sensitive), ``meta`` values are compared as text (numbers as Python prints them), and
         ``time_range`` bounds the file modification time (seconds since the epoch), falling back
-        to the time the item was added for inline text."""
+        to the time the item was added for inline text. ``among`` limits the answer to those vector ids."""
         clauses, args = [], []
+        if among is not None:
+            clauses.append(f"v.id IN ({','.join('?' * len(among))})")
+            args += [int(v) for v in among]
         if modalities:
             clauses.append(f"i.modality IN ({','.join('?' * len(modalities))})")
             args += list(modalities)
@@ -478,6 +494,16 @@ class Catalog:
             sql += " WHERE " + " AND ".join(clauses)
         rows = self.db.execute(sql + " ORDER BY v.id", args).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def passing_ids(self, vector_ids: Sequence[int], filters: Filters) -> np.ndarray:
+        """The ids among ``vector_ids`` whose items pass ``filters`` (sorted int64): a search's
+        candidates checked, where the index already applied the filters (maybe loosely)."""
+        time_range = None if filters.after is None and filters.before is None else (filters.after, filters.before)
+        ids = sorted({int(v) for v in vector_ids})
+        parts = [self.filter_vector_ids(modalities=filters.modalities or None, uri_glob=filters.uri_glob,
+                                        meta=filters.meta or None, time_range=time_range, among=ids[i:i + 500])
+                 for i in range(0, len(ids), 500)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def item(self, item_id: int) -> dict | None:
         """An item as a plain dict: id, modality, modalities, uris, meta, segments."""

@@ -58,6 +58,7 @@ from crossmodal.storage.manifest import (
     milvus_module,
     new_manifest,
     read_manifest,
+    refuse_other_model,
     same_place,
     write_manifest,
 )
@@ -180,13 +181,7 @@ class Collection(CollectionChecks):
 
     def check_model(self, model: ModelInfo) -> None:
         """Refuse to mix vectors of two models in one collection."""
-        mine = self.model
-        same = mine.sha256 == model.sha256 if mine.sha256 and model.sha256 else mine.model_id == model.model_id
-        if not same or mine.embed_dim != model.embed_dim:
-            raise CollectionError(
-                f"collection {self.name!r} was built with model {mine.model_id}, not {model.model_id}; "
-                f"search it without --model (its own model is used), or rebuild it for the new model with "
-                f"`crossmodal index PATH... --collection {self.name} --model {model.ref} --rebuild`")
+        refuse_other_model(self.name, self.model, model)
 
     @property
     def stale(self) -> bool:
@@ -227,6 +222,7 @@ class Collection(CollectionChecks):
                 where = self.backend.describe(name, self.manifest["indexes"][name])
                 log.warning("rebuilding %s from the catalog: %s", where, fault)
         rebuild |= set(damaged)
+        rebuild |= {name for name, entry in self.manifest["indexes"].items() if self.backend.outdated(entry)}
         if not force and not rebuild and not self.stale and all(k in self.manifest["indexes"] for k in INDEX_KINDS):
             self.backend.sync_attributes(self.manifest["indexes"], set())
             if self.calibrate is not None and "calibration" not in self.manifest:  # an older collection
@@ -235,6 +231,7 @@ class Collection(CollectionChecks):
                     self.manifest = {**self.manifest, "calibration": calibration}
                     write_manifest(self.folder, self.manifest)
                     self._manifest_stamp = self._stamp()
+            self.backend.publish(self.manifest, self._root_dicts())  # roots may have grown
             return self.manifest
         previous_threads = faiss_search.set_threads(settings.build_threads)
         try:
@@ -312,8 +309,12 @@ class Collection(CollectionChecks):
         self._indexes = loaded
         self._faults = {}
         self._manifest_stamp = self._stamp()
+        backend.publish(manifest, self._root_dicts())  # before the old indexes go: search nodes still name them
         backend.discard(written)
         return manifest
+
+    def _root_dicts(self) -> list[dict[str, Any]]:
+        return [{"path": r.path, "is_folder": r.is_folder} for r in self.roots.all()]
 
     def _calibration(self, indexes: Mapping[str, VectorIndex]) -> dict[str, Any] | None:
         """The calibration to publish with ``indexes``; None without a calibrator, or when it fails

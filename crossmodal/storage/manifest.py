@@ -35,6 +35,16 @@ class ModelInfo:
     (architecture, tag or file, the file's SHA-256); None for a trained checkpoint."""
 
 
+def refuse_other_model(name: str, mine: ModelInfo, model: ModelInfo) -> None:
+    """CollectionError unless ``model`` is the collection's own (vectors of two models do not mix)."""
+    same = mine.sha256 == model.sha256 if mine.sha256 and model.sha256 else mine.model_id == model.model_id
+    if not same or mine.embed_dim != model.embed_dim:
+        raise CollectionError(
+            f"collection {name!r} was built with model {mine.model_id}, not {model.model_id}; "
+            f"search it without --model (its own model is used), or rebuild it for the new model with "
+            f"`crossmodal index PATH... --collection {name} --model {model.ref} --rebuild`")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Temporary file, fsync, rename, fsync of the folder: the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

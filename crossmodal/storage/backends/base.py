@@ -128,6 +128,16 @@ class IndexBackend(ABC):
         """Whether the published index ``entry`` can be brought up to date rather than rebuilt."""
         return entry.get("kind") == kind
 
+    def outdated(self, entry: dict[str, Any]) -> bool:
+        """Whether the published index ``entry`` was written in a layout this version replaced (the
+        next sync rebuilds it; searching it still works)."""
+        return False
+
+    def publish(self, manifest: dict[str, Any], roots: list[dict[str, Any]]) -> None:
+        """Hand the just-written manifest and the collection's roots to readers that cannot see the
+        collection folder (a Milvus server's search nodes); nothing for a backend without such readers."""
+        return None
+
     @abstractmethod
     def open(self, name: str, entry: dict[str, Any]) -> VectorIndex:
         """The published index ``name`` described by its manifest ``entry``."""

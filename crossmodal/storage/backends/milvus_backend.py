@@ -5,7 +5,12 @@ and never stored) or a Milvus Lite file, by default ``milvus.db`` inside the col
 that a collection stays one folder. Every entity holds a vector (COSINE metric, primary key = the
 catalog's vector id) and the fields the query filters read: the item's id, modality, uri and
 number of uris, file time and metadata. A query's filters then become a Milvus filter expression
-evaluated beside the vectors, instead of a list of allowed ids.
+evaluated beside the vectors, instead of a list of allowed ids. A ``details`` field holds what a
+result shows and what an exact filter check needs (vector kind, segment span and text, every uri
+of the item, its metadata as stored): with it and the manifest published in the server
+(`milvus_manifest.py`), a search node answers queries from Milvus alone (`storage/replica.py`).
+The layout has a version (``FIELDS``) recorded in each manifest entry; an index written in an
+older layout is rebuilt by the next sync.
 
 That expression may let through more than the catalog's filter, never less (see
 `milvus_filters.py`). Uris and file times change without new vectors (a touched file, a
@@ -33,15 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from crossmodal.errors import BackendError
 from crossmodal.settings import IndexSettings
-from crossmodal.storage.backends import faiss_index
+from crossmodal.storage.backends import faiss_index, milvus_manifest
 from crossmodal.storage.backends.base import IndexBackend, VectorIndex
+from crossmodal.storage.backends.milvus_entities import FIELDS, details, entity_schema
 from crossmodal.storage.backends.milvus_filters import canonical_fields
 from crossmodal.storage.backends.milvus_index import METRIC, MilvusIndex
+from crossmodal.storage.backends.milvus_view import MilvusCatalogView
 from crossmodal.storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -95,7 +102,9 @@ class MilvusBackend(IndexBackend):
     removes_in_place = True
     counts_are_final = False
 
-    def __init__(self, folder: Path, catalog: Catalog, spec: dict[str, Any], token: str | None = None) -> None:
+    def __init__(self, folder: Path | None, catalog: Catalog | MilvusCatalogView | None, spec: dict[str, Any],
+                 token: str | None = None) -> None:
+        """``folder`` and ``catalog`` are None for a search node (`replica.py`): a server, read only."""
         self.folder = folder
         self.catalog = catalog
         self.uri = str(spec.get("uri") or LITE_FILE)
@@ -109,7 +118,10 @@ class MilvusBackend(IndexBackend):
     @property
     def lite_path(self) -> Path | None:
         """The Milvus Lite file (relative uris are inside the collection folder); None for a server."""
-        return None if is_server(self.uri) else self.folder / self.uri
+        if is_server(self.uri):
+            return None
+        assert self.folder is not None, "a Milvus Lite file lives in a collection folder"
+        return self.folder / self.uri
 
     @property
     def where(self) -> str:
@@ -221,18 +233,6 @@ class MilvusBackend(IndexBackend):
             raise BackendError(f"unknown index kind {kind!r}; use one of {['auto', *_INDEX_TYPES]}")
         return kind, {"index_type": _INDEX_TYPES[kind], "build": build, "search": search}
 
-    def _schema(self, dim: int) -> Any:
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field("item_id", DataType.INT64)
-        schema.add_field("modality", DataType.VARCHAR, max_length=16)
-        schema.add_field("uri", DataType.VARCHAR, max_length=_URI_MAX_BYTES)
-        schema.add_field("n_uris", DataType.INT64)
-        schema.add_field("mtime", DataType.DOUBLE)
-        schema.add_field("meta", DataType.JSON)
-        return schema
-
     def build(self, name: str, ids: np.ndarray, vectors: np.ndarray, kind: str,
               params: dict[str, Any]) -> MilvusIndex:
         collection = f"{self.prefix}_{name}_{secrets.token_hex(3)}"
@@ -241,7 +241,7 @@ class MilvusBackend(IndexBackend):
             index_params = client.prepare_index_params()
             index_params.add_index(field_name="vector", index_name="vector", index_type=params["index_type"],
                                    metric_type=METRIC, params=params["build"])
-            client.create_collection(collection, schema=self._schema(vectors.shape[1]), consistency_level="Strong")
+            client.create_collection(collection, schema=entity_schema(vectors.shape[1]), consistency_level="Strong")
             # Not waiting for the (empty) index: the wait asks for a timestamp Milvus Lite cannot give.
             client.create_index(collection, index_params, sync=False)
             client.load_collection(collection)
@@ -275,7 +275,21 @@ class MilvusBackend(IndexBackend):
             with self.errors(f"flushing {index.collection}"):
                 self.client.flush(index.collection)
         return {"collection": index.collection, "kind": index.kind, "ntotal": index.count(), "metric": METRIC,
-                "search_params": index.search_params}
+                "search_params": index.search_params, "fields": FIELDS}
+
+    def outdated(self, entry: dict[str, Any]) -> bool:
+        """An index written in an older entity layout (no ``details``): rebuilt by the next sync."""
+        return entry.get("fields") != FIELDS
+
+    def reusable(self, entry: dict[str, Any], kind: str) -> bool:
+        return super().reusable(entry, kind) and not self.outdated(entry)
+
+    def publish(self, manifest: dict[str, Any], roots: list[dict[str, Any]]) -> None:
+        """On a server, the manifest and roots for search nodes (`milvus_manifest.py`); a Milvus Lite
+        file has no other reader."""
+        if self.lite_path is None:
+            with self.errors("publishing the manifest"):
+                milvus_manifest.publish(self.client, self.prefix, manifest, roots)
 
     def discard(self, keep: dict[str, dict[str, Any]]) -> None:
         strays = self.strays(keep)
@@ -287,7 +301,8 @@ class MilvusBackend(IndexBackend):
         names = {entry.get("collection") for entry in keep.values()}
         with self.errors("listing collections"):
             found = self.client.list_collections()
-        return sorted(c for c in found if c.startswith(self.prefix + "_") and c not in names)
+        own = milvus_manifest.collection_name(self.prefix)
+        return sorted(c for c in found if c.startswith(self.prefix + "_") and c not in names and c != own)
 
     def describe(self, name: str, entry: dict[str, Any]) -> str:
         return f"Milvus collection {entry.get('collection')} at {self.where} (the {name} index)"
@@ -295,6 +310,8 @@ class MilvusBackend(IndexBackend):
     def destroy(self) -> None:
         """Drop this collection's Milvus collections, and a Milvus Lite file left empty."""
         self.discard({})
+        with self.errors("dropping the published manifest"):
+            milvus_manifest.drop(self.client, self.prefix)
         self._digest_path.unlink(missing_ok=True)
         lite = self.lite_path
         if lite is None or self.client.list_collections():
@@ -312,21 +329,24 @@ class MilvusBackend(IndexBackend):
     def item_fields(self, item_ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
         """The catalog's filter fields per item, with a uri too long for Milvus left out (such an
         item then passes every uri glob, which the planner's own check narrows)."""
-        fields = self.catalog.filter_fields(item_ids)
+        fields = self.catalog.filter_fields(item_ids, with_uris=True)
         for f in fields.values():
             if len(f["uri"].encode("utf-8")) > _URI_MAX_BYTES:
                 f["uri"], f["n_uris"] = "", 0
         return fields
 
     def rows(self, ids: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
-        """Entities for vector ids still in the catalog: the vector and its item's filter fields."""
-        owners = self.catalog.vector_items(ids)
-        fields = self.item_fields(sorted(set(owners.values())))
+        """Entities for vector ids still in the catalog: the vector, its item's filter fields and
+        its details."""
+        hits = self.catalog.describe(ids.tolist())
+        fields = self.item_fields(sorted({h.item_id for h in hits.values()}))
         out = []
         for vid, vector in zip(ids, vectors):
-            item = owners.get(int(vid))
-            if item is not None:
-                out.append({"id": int(vid), "vector": vector, **fields[item]})
+            hit = hits.get(int(vid))
+            if hit is not None:
+                item = dict(fields[hit.item_id])
+                uris = item.pop("uris")
+                out.append({"id": int(vid), "vector": vector, **item, "details": details(hit, uris)})
         return out
 
     @property

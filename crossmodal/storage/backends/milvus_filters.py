@@ -80,4 +80,4 @@ def filter_expression(filters: Filters | None, infix_like: bool = True) -> str |
 def canonical_fields(fields: dict[str, Any]) -> bytes:
     """One item's filter fields as bytes that change exactly when a field does."""
     return repr((fields["modality"], fields["uri"], fields["n_uris"], fields["mtime"],
-                 sorted(fields["meta"].items()))).encode("utf-8")
+                 sorted(fields["meta"].items()), fields.get("uris"))).encode("utf-8")
