@@ -18,6 +18,7 @@ from typing import Any
 from pymilvus import DataType, MilvusClient
 
 from crossmodal.errors import BackendError
+from crossmodal.storage.backends.milvus_index import READ
 
 SUFFIX = "_manifest"
 ROW = 0
@@ -53,6 +54,7 @@ def publish(client: MilvusClient, prefix: str, manifest: dict[str, Any], roots: 
     client.load_collection(name)
     version = time.time_ns()
     client.upsert(name, [{"id": ROW, "vector": [0.0, 0.0], "version": version, "body": body}])
+    client.query(name, filter=f"id == {ROW}", output_fields=["version"], consistency_level="Strong")  # consumed
     return version
 
 
@@ -63,13 +65,13 @@ def read(client: MilvusClient, prefix: str, known: int | None = None) -> tuple[i
     if not client.has_collection(name):
         return None
     client.load_collection(name)
-    rows = client.query(name, filter=f"id == {ROW}", output_fields=["version"], consistency_level="Strong")
+    rows = client.query(name, filter=f"id == {ROW}", output_fields=["version"], consistency_level=READ)
     if not rows:
         return None
     version = int(rows[0]["version"])
     if version == known:
         return version, None
-    rows = client.query(name, filter=f"id == {ROW}", output_fields=["version", "body"], consistency_level="Strong")
+    rows = client.query(name, filter=f"id == {ROW}", output_fields=["version", "body"], consistency_level=READ)
     if not rows:
         return None
     return int(rows[0]["version"]), json.loads(rows[0]["body"])
