@@ -40,7 +40,7 @@ from pymilvus import MilvusClient  # noqa: E402
 from crossmodal.settings import IndexSettings  # noqa: E402
 from crossmodal.storage.backends.milvus_backend import MilvusBackend  # noqa: E402
 from crossmodal.storage.backends.milvus_entities import entity_schema  # noqa: E402
-from crossmodal.storage.backends.milvus_index import METRIC  # noqa: E402
+from crossmodal.storage.backends.milvus_index import METRIC, READ  # noqa: E402
 
 DIM = 512
 DETAILS = {"kind": "image", "start": None, "end": None, "text": None, "item_meta": {"label": "3", "source": "camera"},
@@ -112,7 +112,7 @@ def measure(client: MilvusClient, kind: str, n: int, batch: int, queries: int, p
     for q, want in zip(qs, exact):
         t0 = time.perf_counter()
         found = client.search(name, data=[q], limit=10, filter=f"id < {len(base)}", output_fields=["id"],
-                              search_params={"metric_type": METRIC, "params": search_params})
+                              search_params={"metric_type": METRIC, "params": search_params}, consistency_level=READ)
         times.append(time.perf_counter() - t0)
         hits += len({int(h["id"]) for h in found[0]} & {sample_ids[i] for i in want})
     client.drop_collection(name)
@@ -122,6 +122,7 @@ def measure(client: MilvusClient, kind: str, n: int, batch: int, queries: int, p
             "disk_gb_per_million": None if disk is None else round(disk * million / 1e9, 3),
             "memory_gb_per_million": None if rss_before is None or rss_after is None
             else round((rss_after - rss_before) * million / 1e9, 3),
+            "server_rss_gb_loaded": None if rss_after is None else round(rss_after / 1e9, 3),
             "search_p50_ms": round(1000 * statistics.median(times), 2),
             "recall@10_on_first_20k": round(hits / (10 * len(qs)), 4)}
 

@@ -16,8 +16,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.cli import run_cli
 from support.media import copy_digits, corpus_files
 
+from crossmodal.cli import EXIT_ERROR, EXIT_OK
 from crossmodal.core.engine import Engine
 from crossmodal.demo.showcase import CORPUS_LIST
 from crossmodal.errors import CollectionError, ReadOnlyError
@@ -115,6 +117,16 @@ def test_a_search_node_refuses_what_needs_the_folder_and_ignores_users(built, mi
         assert media.path is not None and media.path.name == Path(some.uri).name  # the files are at the same paths
     with pytest.raises(CollectionError, match="no published collection"):
         Engine.open_replica(milvus_server.uri, "cm_nothing_here", aligner=starter)
+
+
+def test_crossmodal_search_replica_on_the_command_line(built, milvus_server, capsys):
+    code, out, err = run_cli(capsys, "search", "--replica", built["prefix"], "--milvus-uri", milvus_server.uri,
+                             "--text", "seven", "--target", "image", "-k", "8", "--no-collapse", "--json", "-q")
+    assert code == EXIT_OK, err
+    assert [(r["id"], round(r["score"], 5)) for r in json.loads(out)["results"]] == \
+        [(w[0], w[2]) for w in built["expected"][0]]
+    code, _, err = run_cli(capsys, "search", "--replica", built["prefix"], "--text", "seven", "-q")
+    assert code == EXIT_ERROR and "--milvus-uri" in err
 
 
 def test_a_search_node_follows_appends_and_rebuilds(built, milvus_server, starter, tmp_path):
