@@ -16,7 +16,7 @@ page = Blueprint("page", __name__)
 def index():
     engine = current_app.extensions["crossmodal.engine"]
     return render_template("index.html", collection=engine.name, version=__version__, model=engine.model.model_id,
-                           description=engine.model_description)
+                           description=engine.model_description, search_node=engine.read_only)
 
 
 @page.post("/login")

@@ -16,8 +16,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.browser import INSTALL_HINT, cards, chromium_path, serving
 from support.cli import run_cli
 from support.media import copy_digits, corpus_files
+from support.tools import require
 
 from crossmodal.cli import EXIT_ERROR, EXIT_OK
 from crossmodal.core.engine import Engine
@@ -71,12 +73,13 @@ def built(milvus_server, tmp_path_factory, starter):
         prefix = engine.collection.manifest["backend"]["prefix"]
         items = engine.counts()["items"]
         expected = [_shown(engine.search(_query(*q)).results) for q in QUERIES]
+        page = [r.id for r in engine.search(_query("seven", ("image", "audio", "text"), Filters(), k=12)).results]
         two_uris = next(i for i in (engine.item(r.id) for r in engine.search(_query(*QUERIES[6])).results)
                         if len(i["uris"]) == 2)
     away = base / "moved-away"
     folder.rename(away)
     yield {"prefix": prefix, "expected": expected, "two_uris": two_uris, "folder": folder, "away": away,
-           "base": base, "items": items}
+           "base": base, "items": items, "page": page}
     if away.exists():
         away.rename(folder)
 
@@ -215,3 +218,33 @@ def test_crossmodal_serve_replica_answers_over_http(built, milvus_server):
         proc.wait(timeout=30)
         proc.stdout.close()
         proc.stderr.close()
+
+
+@pytest.mark.slow
+def test_the_web_ui_of_a_search_node(built, milvus_server):
+    """The page of `serve --replica` in headless Chromium: a search shows the folder engine's
+    results, and nothing that needs users is offered (likes, "for you", "more like this")."""
+    chromium = chromium_path()
+    require(chromium is not None, INSTALL_HINT)
+    from playwright.sync_api import sync_playwright
+
+    with serving(None, "--replica", built["prefix"], "--milvus-uri", milvus_server.uri) as url, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(bypass_csp=True)  # for the test's own probes; the app needs no eval
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            assert "search node" in page.text_content("header")
+            page.fill("#k", "12")
+            page.fill("#text", "seven")
+            page.click("#search")
+            page.wait_for_function("/result|No results/.test(document.getElementById('summary').textContent)"
+                                   " || document.getElementById('message').textContent")
+            assert not page.text_content("#message")
+            assert [c["id"] for c in cards(page)] == built["page"]
+            assert page.query_selector_all("button.like, button.dislike, button.more, #for-you, #forget") == []
+            assert errors == []
+        finally:
+            browser.close()

@@ -28,11 +28,12 @@ def chromium_path() -> str | None:
 
 
 @contextmanager
-def serving(folder: Path) -> Iterator[str]:
-    """``crossmodal serve`` on ``folder`` in its own process; yields its URL and checks that it
-    shuts down cleanly on SIGINT."""
-    with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", "--collection", str(folder),
-                           "--port", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def serving(folder: Path | None, *options: str) -> Iterator[str]:
+    """``crossmodal serve`` on ``folder`` (or as ``options`` say, e.g. a search node) in its own
+    process; yields its URL and checks that it shuts down cleanly on SIGINT."""
+    where = ["--collection", str(folder)] if folder is not None else []
+    with subprocess.Popen([sys.executable, "-m", "crossmodal", "serve", *where, *options, "--port", "0", "-q"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         try:
             yield re.search(r"http://\S+/", proc.stdout.readline()).group(0)

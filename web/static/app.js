@@ -6,6 +6,8 @@ const state = { image: null, audio: null, lastQuery: null, lastBody: null, lastS
   feedback: {}, user: null, view: "search", similarOf: null };
 const KINDS = [["image", "Images"], ["audio", "Sounds"], ["text", "Texts"]];
 const MAX_RECORD_SECONDS = 30;
+// A search node (`crossmodal serve --replica`) keeps no users: no likes, no "for you", no "more like this".
+const SEARCH_NODE = document.body.dataset.searchNode === "true";
 
 function say(text) { $("message").textContent = text || ""; }
 
@@ -265,7 +267,7 @@ function resultCard(r) {
   if (r.copies && r.copies.length) li.append(copiesList(r.copies));
   const actions = document.createElement("div");
   actions.className = "actions";
-  for (const [event, label] of [["like", "Like"], ["dislike", "Dislike"]]) {
+  for (const [event, label] of SEARCH_NODE ? [] : [["like", "Like"], ["dislike", "Dislike"]]) {
     const b = document.createElement("button");
     b.type = "button";
     b.className = event;
@@ -281,8 +283,8 @@ function resultCard(r) {
   more.textContent = "More like this";
   more.setAttribute("aria-label", `More like result ${r.id} (${title})`);
   more.addEventListener("click", () => showSimilar(r.id, title));
-  actions.append(more);
-  li.append(actions);
+  if (!SEARCH_NODE) actions.append(more);
+  if (actions.childElementCount) li.append(actions);
   if (Array.isArray(r.explanation)) {
     li.append(whyList(r.explanation));
   } else if (r.explanation) {
@@ -440,15 +442,17 @@ async function sendFeedback(item, event) {
 }
 
 function init() {
-  whoAmI();
-  $("forget").addEventListener("click", forgetMe);
+  if (!SEARCH_NODE) {
+    whoAmI();
+    $("forget").addEventListener("click", forgetMe);
+    $("for-you").addEventListener("click", showForYou);
+  }
   $("image").addEventListener("change", (e) => setImage(e.target.files[0] || null));
   $("audio").addEventListener("change", (e) => setAudio(e.target.files[0] || null, "query audio"));
   $("image-clear").addEventListener("click", () => setImage(null));
   $("audio-clear").addEventListener("click", () => setAudio(null));
   $("record").addEventListener("click", toggleRecording);
   $("group").addEventListener("change", () => { if (state.lastBody) render(state.lastBody, state.lastSummary); });
-  $("for-you").addEventListener("click", showForYou);
   const drop = $("image-drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
