@@ -72,8 +72,8 @@ def measure(client: MilvusClient, kind: str, n: int, batch: int, queries: int, p
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(1000, DIM)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    backend = MilvusBackend.__new__(MilvusBackend)
-    _, params = backend.plan(n, DIM, IndexSettings(kind=kind))
+    planner = MilvusBackend(None, None, {"uri": "http://planning-only", "prefix": "bench"})  # never connects
+    _, params = planner.plan(n, DIM, IndexSettings(kind=kind))
     name = f"bench_{kind}"
     if client.has_collection(name):
         client.drop_collection(name)

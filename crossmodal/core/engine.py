@@ -152,13 +152,19 @@ class Engine:
                     spec = new_backend_spec(settings.index.backend or "faiss", folder.name, settings.index.milvus_uri)
                     coll = Collection.create(folder, model_info(aligner, ref), spec, token)
                     return cls(coll, settings, ref, aligner)
-        coll = Collection.open(folder, milvus_token=token)
-        engine = cls(coll, settings, model, aligner)
+        return cls._checked(Collection.open(folder, milvus_token=token), settings, model, aligner)
+
+    @classmethod
+    def _checked(cls, collection: Any, settings: Settings, model: str | None, aligner: Aligner | None) -> Engine:
+        """An engine on an opened collection whose model, when one is named, is the collection's own
+        (the collection is closed if not)."""
+        engine = cls(collection, settings, model, aligner)
         try:
             if model is not None or aligner is not None:
-                check_collection_model(coll, aligner or engine._models.some_model(), model or coll.model.ref)
+                check_collection_model(collection, aligner or engine._models.some_model(),
+                                       model or collection.model.ref)
         except BaseException:
-            coll.close()
+            collection.close()
             raise
         return engine
 
@@ -171,15 +177,8 @@ class Engine:
         from crossmodal.storage.replica import Replica  # pymilvus, only for a search node
 
         settings = settings or load_settings()
-        replica = Replica(milvus_uri, prefix, token or settings.index.milvus_token or None)
-        engine = cls(replica, settings, model, aligner)  # type: ignore[arg-type]
-        try:
-            if model is not None or aligner is not None:
-                check_collection_model(replica, aligner or engine._models.some_model(), model or replica.model.ref)
-        except BaseException:
-            replica.close()
-            raise
-        return engine
+        return cls._checked(Replica(milvus_uri, prefix, token or settings.index.milvus_token or None), settings,
+                            model, aligner)
 
     @property
     def read_only(self) -> bool:

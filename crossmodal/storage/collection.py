@@ -58,6 +58,7 @@ from crossmodal.storage.manifest import (
     milvus_module,
     new_manifest,
     read_manifest,
+    recorded_model,
     refuse_other_model,
     same_place,
     write_manifest,
@@ -176,8 +177,7 @@ class Collection(CollectionChecks):
 
     @property
     def model(self) -> ModelInfo:
-        m = self.manifest["model"]
-        return ModelInfo(m["id"], m.get("sha256"), m["ref"], int(m["embed_dim"]))
+        return recorded_model(self.manifest)
 
     def check_model(self, model: ModelInfo) -> None:
         """Refuse to mix vectors of two models in one collection."""

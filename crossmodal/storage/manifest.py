@@ -35,6 +35,12 @@ class ModelInfo:
     (architecture, tag or file, the file's SHA-256); None for a trained checkpoint."""
 
 
+def recorded_model(manifest: dict[str, Any]) -> ModelInfo:
+    """The model a manifest records."""
+    m = manifest["model"]
+    return ModelInfo(m["id"], m.get("sha256"), m["ref"], int(m["embed_dim"]))
+
+
 def refuse_other_model(name: str, mine: ModelInfo, model: ModelInfo) -> None:
     """CollectionError unless ``model`` is the collection's own (vectors of two models do not mix)."""
     same = mine.sha256 == model.sha256 if mine.sha256 and model.sha256 else mine.model_id == model.model_id

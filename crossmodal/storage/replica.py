@@ -30,7 +30,7 @@ from crossmodal.storage.backends.milvus_backend import MilvusBackend, is_server
 from crossmodal.storage.backends.milvus_view import MilvusCatalogView
 from crossmodal.storage.collection_checks import INDEX_KINDS
 from crossmodal.storage.filters import Filters
-from crossmodal.storage.manifest import ModelInfo, refuse_other_model
+from crossmodal.storage.manifest import ModelInfo, recorded_model, refuse_other_model
 
 REFRESH_S = 1.0
 """How often, at most, a search asks Milvus whether a new manifest was published."""
@@ -109,8 +109,7 @@ class Replica:
 
     @property
     def model(self) -> ModelInfo:
-        m = self.manifest["model"]
-        return ModelInfo(m["id"], m.get("sha256"), m["ref"], int(m["embed_dim"]))
+        return recorded_model(self.manifest)
 
     def check_model(self, model: ModelInfo) -> None:
         refuse_other_model(self.name, self.model, model)
